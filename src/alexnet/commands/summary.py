@@ -1,0 +1,47 @@
+"""``alexnet summary``: print the layer table of a network spec."""
+
+from __future__ import annotations
+
+import argparse
+
+from alexnet.model import VARIANTS, ModelSpec, build_model, parse_variants
+from alexnet.paper import ARCH, READINGS
+from alexnet.summary import format_table, layer_table
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that describe a network, shared by every command that builds one."""
+    parser.add_argument("--reading", default="paper", help=f"paper reading: {', '.join(READINGS)} (default paper)")
+    parser.add_argument(
+        "--variant", default="", help="comma-separated variants: " + ", ".join(VARIANTS)
+    )
+    parser.add_argument("--num-classes", type=int, default=ARCH.num_classes)
+    parser.add_argument("--input-size", type=int, default=ARCH.input_size)
+    parser.add_argument("--width", type=float, default=1.0, help="multiplier on every conv layer's kernels")
+    parser.add_argument("--fc-units", type=int, default=ARCH.fc_units)
+
+
+def spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    return ModelSpec(
+        num_classes=args.num_classes,
+        reading=args.reading,
+        variants=parse_variants(args.variant),
+        input_size=args.input_size,
+        width=args.width,
+        fc_units=args.fc_units,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    model = build_model(spec)
+    print(f"AlexNet, reading={spec.reading}, variants={','.join(spec.variants) or 'none'}, "
+          f"input {spec.input_size}x{spec.input_size}, {spec.num_classes} classes")
+    print(format_table(layer_table(model)))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("summary", help="print the layer table (shapes, parameters, FLOPs)")
+    add_model_arguments(parser)
+    parser.set_defaults(func=run)

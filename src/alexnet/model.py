@@ -1,0 +1,308 @@
+"""The network of §3 (Figure 2): five conv layers, three fully-connected, two columns.
+
+The two GPUs of §3.2 become grouped convolutions on one device: ``groups=2``
+in conv2, conv4 and conv5 means each column's kernels see only that column's
+maps, while conv3 and the fully-connected layers see both.  Local response
+normalisation is applied per column too, since each GPU normalised its own
+48 maps (docs/fidelity.md).
+
+A network is described by a :class:`ModelSpec`; :func:`build_model` turns it
+into an :class:`AlexNet` (an ``nn.Sequential`` whose children are named after
+the paper's layers: ``conv1, relu1, lrn1, pool1, ..., fc8``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from alexnet.errors import UserError, choice_error
+from alexnet.lrn import LocalResponseNorm, SameMapNorm
+from alexnet.paper import ARCH, CODE2012, DROPOUT, INIT, LRN_PARAMS, POOL, READINGS, SIXTH
+
+#: Named variants for the paper's comparisons (§3.1-§3.4, §6, §7).
+VARIANTS: dict[str, str] = {
+    "tanh": "tanh instead of ReLU everywhere (§3.1, Figure 1)",
+    "no-lrn": "no local response normalisation (§3.3)",
+    "pool2": "non-overlapping 2x2 stride-2 max-pooling instead of 3x3 stride 2 (§3.4)",
+    "one-column": "one column with half the kernels in conv1-conv4; conv5 and FC full size (§3.2, footnote 2)",
+    "no-dropout": "no dropout in fc6 and fc7 (§4.2)",
+    "conv6": "an extra sixth conv layer over the last pooling layer (§6)",
+    "no-conv3": "conv3 removed (§7: removing a middle layer)",
+    "no-conv4": "conv4 removed (§7: removing a middle layer)",
+}
+
+#: Inputs at least this large use the paper's conv1 (11x11, stride 4); smaller
+#: ones use a scaled stem (see :func:`stem`), documented in docs/fidelity.md.
+PAPER_STEM_MIN_INPUT = 96
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that determines the network's architecture and initialisation."""
+
+    num_classes: int = ARCH.num_classes
+    reading: str = "paper"
+    variants: tuple[str, ...] = ()
+    input_size: int = ARCH.input_size
+    width: float = 1.0  # multiplies every conv layer's kernel count
+    fc_units: int = ARCH.fc_units
+
+    def __post_init__(self) -> None:
+        if self.reading not in READINGS:
+            raise choice_error("reading", self.reading, READINGS)
+        for name in self.variants:
+            if name not in VARIANTS:
+                raise choice_error("variant", name, VARIANTS)
+        if not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise UserError(f"num_classes: must be an integer of at least 2, got {self.num_classes!r}")
+        if not self.width > 0:
+            raise UserError(f"width: must be positive, got {self.width!r}")
+        if not isinstance(self.fc_units, int) or self.fc_units < 1:
+            raise UserError(f"fc_units: must be a positive integer, got {self.fc_units!r}")
+        if "no-conv3" in self.variants and "no-conv4" in self.variants:
+            raise UserError("variant: choose at most one of no-conv3, no-conv4")
+        smallest = minimum_input_size(self)
+        if self.input_size < smallest:
+            raise UserError(
+                f"input_size: {self.input_size} is too small for this network; the smallest it can take is {smallest}"
+            )
+
+    def has(self, variant: str) -> bool:
+        return variant in self.variants
+
+    @property
+    def columns(self) -> int:
+        return 1 if self.has("one-column") else ARCH.columns
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["variants"] = list(self.variants)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"model: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+        d = dict(d)
+        d["variants"] = tuple(d.get("variants", ()))
+        return cls(**d)
+
+
+def parse_variants(text: str | Iterable[str] | None) -> tuple[str, ...]:
+    """'tanh,no-lrn' -> ('tanh', 'no-lrn'), validated."""
+    if text is None:
+        return ()
+    names = [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
+    for name in names:
+        if name not in VARIANTS:
+            raise choice_error("variant", name, VARIANTS)
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class Stem:
+    kernel: int
+    stride: int
+    padding: int
+
+
+def stem(input_size: int) -> Stem:
+    """conv1's geometry for an input size.
+
+    The paper's 11x11 stride-4 kernels (§3.5) for inputs of ``PAPER_STEM_MIN_INPUT``
+    or more, with padding 2 (224 -> 55, torchvision's choice) unless the input
+    tiles exactly (227 -> 55 without padding).  Smaller images (CIFAR-10's 32,
+    Fashion-MNIST's 28, 64x64) keep the layer pattern but use 5x5 kernels with
+    stride 1 (up to 48 pixels) or 2, so that pooling still has maps to pool.
+    """
+    conv1 = ARCH.conv[0]
+    if input_size >= PAPER_STEM_MIN_INPUT:
+        exact = (input_size - conv1.kernel) % conv1.stride == 0
+        return Stem(conv1.kernel, conv1.stride, 0 if exact else conv1.padding)
+    small_kernel = 5
+    return Stem(small_kernel, 1 if input_size <= 48 else 2, small_kernel // 2)
+
+
+def _scaled(channels: int, width: float, multiple: int) -> int:
+    """Round ``channels * width`` to a positive multiple of ``multiple`` (columns must split evenly)."""
+    return max(multiple, int(round(channels * width / multiple)) * multiple)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    name: str
+    out_channels: int
+    kernel: int
+    stride: int
+    padding: int
+    groups: int
+    bias_init: float
+    weight_std: float
+
+
+def conv_plan(spec: ModelSpec, input_size: int | None = None) -> list[LayerPlan]:
+    """The conv layers a spec implies (for its input size, or ``input_size``), in order."""
+    input_size = spec.input_size if input_size is None else input_size
+    columns = spec.columns
+    plans: list[LayerPlan] = []
+    for layer in ARCH.conv:
+        if spec.has(f"no-{layer.name}"):
+            continue
+        channels = layer.out_channels
+        if columns == 1 and layer.name != "conv5":
+            channels //= ARCH.columns  # half the kernels (§3.2), conv5 kept full (footnote 2)
+        channels = _scaled(channels, spec.width, 2 * ARCH.columns)
+        kernel, stride, padding = layer.kernel, layer.stride, layer.padding
+        if layer.name == "conv1":
+            s = stem(input_size)
+            kernel, stride, padding = s.kernel, s.stride, s.padding
+        groups = min(layer.groups, columns)
+        std = INIT.weight_std
+        if spec.reading == "code2012" and layer.name in ("conv3", "conv4", "conv5"):
+            std = CODE2012.conv3_5_weight_std
+        plans.append(LayerPlan(layer.name, channels, kernel, stride, padding, groups, layer.bias_init, std))
+    if spec.has("conv6"):
+        channels = _scaled(SIXTH.out_channels, spec.width, 2 * ARCH.columns)
+        groups = min(SIXTH.groups, columns)
+        std = plans[-1].weight_std
+        plans.append(LayerPlan("conv6", channels, SIXTH.kernel, 1, SIXTH.padding, groups, SIXTH.bias_init, std))
+    return plans
+
+
+def _pool_geometry(spec: ModelSpec) -> tuple[int, int]:
+    if spec.has("pool2"):
+        return POOL.nonoverlap_size, POOL.nonoverlap_stride
+    return POOL.size, POOL.stride
+
+
+def spatial_sizes(spec: ModelSpec, input_size: int | None = None) -> list[tuple[str, int]]:
+    """Spatial size after each conv/pool layer, computed arithmetically (no tensors)."""
+    size = spec.input_size if input_size is None else input_size
+    pool_k, pool_s = _pool_geometry(spec)
+    out: list[tuple[str, int]] = []
+    for plan in conv_plan(spec, size):
+        if plan.name == "conv1" and spec.reading == "code2012" and size >= PAPER_STEM_MIN_INPUT:
+            size = math.ceil((size - plan.kernel) / plan.stride) + 1  # implicit bottom/right padding
+        else:
+            size = (size + 2 * plan.padding - plan.kernel) // plan.stride + 1
+        out.append((plan.name, size))
+        if plan.name in ARCH.pool_after:
+            size = (size - pool_k) // pool_s + 1
+            out.append((f"pool{plan.name[-1]}", size))
+    return out
+
+
+def minimum_input_size(spec: ModelSpec) -> int:
+    """Smallest input for which every map stays at least 1x1."""
+    for size in range(1, 4 * ARCH.input_size):
+        if all(s >= 1 for _, s in spatial_sizes(spec, size)):
+            return size
+    return 4 * ARCH.input_size  # pragma: no cover
+
+
+class AlexNet(nn.Sequential):
+    """The §3 network as a named ``nn.Sequential``; ``spec`` records how it was built."""
+
+    spec: ModelSpec
+
+    def features(self, x: Tensor) -> Tensor:
+        """The last hidden layer's activity (fc7 after ReLU; 4096-d in the paper), used in §6.1."""
+        for name, module in self.named_children():
+            if name == "fc8":
+                return x
+            if not isinstance(module, nn.Dropout):
+                x = module(x)
+        raise RuntimeError("network has no fc8")  # pragma: no cover
+
+    def conv1_kernels(self) -> Tensor:
+        """conv1's weights (96, 3, 11, 11 in the paper); the first half is column 1 (Figure 3)."""
+        return self.conv1.weight.detach()
+
+    @property
+    def columns(self) -> int:
+        return self.spec.columns
+
+
+class _PadBottomRight(nn.Module):
+    """The 2012 code's implicit padding: conv1 output 1 + ceil((224 - 11) / 4) = 55."""
+
+    def __init__(self, amount: int) -> None:
+        super().__init__()
+        self.amount = amount
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.pad(x, (0, self.amount, 0, self.amount))
+
+
+def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
+    """Build and initialise (§5) the network a spec describes; kwargs build a spec."""
+    if spec is None:
+        spec = ModelSpec(**kwargs)
+    elif kwargs:
+        spec = replace(spec, **kwargs)
+    code2012 = spec.reading == "code2012"
+    act: type[nn.Module] = nn.Tanh if spec.has("tanh") else nn.ReLU
+    pool_k, pool_s = _pool_geometry(spec)
+    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    in_channels = 3
+    size_after = dict(spatial_sizes(spec))
+    for plan in conv_plan(spec):
+        idx = plan.name[-1]
+        padding = plan.padding
+        if plan.name == "conv1" and code2012 and spec.input_size >= PAPER_STEM_MIN_INPUT:
+            total = (size_after["conv1"] - 1) * plan.stride + plan.kernel - spec.input_size
+            layers["pad1"] = _PadBottomRight(total)
+            padding = 0
+        conv = nn.Conv2d(in_channels, plan.out_channels, plan.kernel, plan.stride, padding, groups=plan.groups)
+        nn.init.normal_(conv.weight, 0.0, plan.weight_std)
+        nn.init.constant_(conv.bias, plan.bias_init)
+        layers[plan.name] = conv
+        lrn = plan.name in ARCH.lrn_after and not spec.has("no-lrn")
+        norm = LocalResponseNorm(
+            LRN_PARAMS.n, LRN_PARAMS.alpha, LRN_PARAMS.beta, LRN_PARAMS.k,
+            convention=spec.reading, groups=spec.columns,
+        )
+        if lrn and code2012 and plan.name == "conv1":
+            layers[f"lrn{idx}"] = norm  # the 2012 code normalised conv1 before its ReLU
+            layers[f"relu{idx}"] = act()
+        else:
+            layers[f"relu{idx}"] = act()
+            if lrn:
+                layers[f"lrn{idx}"] = norm
+        if lrn and code2012 and plan.name == "conv2":
+            layers["cnorm2"] = SameMapNorm(
+                CODE2012.cnorm2_size, CODE2012.cnorm2_scale, CODE2012.cnorm2_pow, CODE2012.cnorm2_k
+            )
+        if plan.name in ARCH.pool_after:
+            layers[f"pool{idx}"] = nn.MaxPool2d(pool_k, pool_s)
+        in_channels = plan.out_channels
+    final = spatial_sizes(spec)[-1][1]
+    layers["flatten"] = nn.Flatten()
+    fc_in = in_channels * final * final
+    for name, fan_in in (("fc6", fc_in), ("fc7", spec.fc_units)):
+        fc = nn.Linear(fan_in, spec.fc_units)
+        nn.init.normal_(fc.weight, 0.0, INIT.weight_std)
+        nn.init.constant_(fc.bias, ARCH.fc_bias_init)
+        layers[name] = fc
+        layers[f"relu{name[-1]}"] = act()
+        if not spec.has("no-dropout") and name in DROPOUT.layers:
+            layers[f"drop{name[-1]}"] = nn.Dropout(DROPOUT.p)
+    fc8 = nn.Linear(spec.fc_units, spec.num_classes)
+    nn.init.normal_(fc8.weight, 0.0, INIT.weight_std)
+    nn.init.constant_(fc8.bias, ARCH.out_bias_init)
+    layers["fc8"] = fc8
+    model = AlexNet(layers)
+    model.spec = spec
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

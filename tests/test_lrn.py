@@ -1,0 +1,105 @@
+"""§3.3 local response normalisation against a literal transcription of the formula."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alexnet.errors import UserError
+from alexnet.lrn import LocalResponseNorm, SameMapNorm
+from alexnet.paper import LRN_PARAMS
+
+
+def lrn_by_loop(a: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    """b^i_{x,y} = a^i_{x,y} / (k + alpha * sum_{j=max(0,i-n/2)}^{min(N-1,i+n/2)} (a^j_{x,y})^2)^beta."""
+    batch, channels, height, width = a.shape
+    b = torch.empty_like(a)
+    for s in range(batch):
+        for i in range(channels):
+            lo, hi = max(0, i - n // 2), min(channels - 1, i + n // 2)
+            for y in range(height):
+                for x in range(width):
+                    total = sum(a[s, j, y, x] ** 2 for j in range(lo, hi + 1))
+                    b[s, i, y, x] = a[s, i, y, x] / (k + alpha * total) ** beta
+    return b
+
+
+@pytest.fixture
+def activity() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    # large enough activities that the denominator differs visibly from k^beta
+    return torch.relu(torch.randn(2, 7, 3, 4, generator=g, dtype=torch.float64)) * 40
+
+
+def test_paper_convention_matches_the_printed_formula(activity: torch.Tensor) -> None:
+    p = LRN_PARAMS
+    expected = lrn_by_loop(activity, p.n, p.alpha, p.beta, p.k)
+    got = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, convention="paper")(activity)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+    # and it is visibly different from the alpha/n convention
+    other = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, convention="code2012")(activity)
+    assert (other - expected).abs().max() > 1e-3
+
+
+def test_code2012_convention_divides_alpha_by_n(activity: torch.Tensor) -> None:
+    p = LRN_PARAMS
+    expected = lrn_by_loop(activity, p.n, p.alpha / p.n, p.beta, p.k)
+    got = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, convention="code2012")(activity)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_matches_torch_with_converted_alpha(activity: torch.Tensor) -> None:
+    p = LRN_PARAMS
+    ours = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, convention="paper")(activity)
+    theirs = torch.nn.LocalResponseNorm(p.n, alpha=p.alpha * p.n, beta=p.beta, k=p.k)(activity)
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("convention", ["paper", "code2012"])
+@pytest.mark.parametrize("beta", [LRN_PARAMS.beta, 0.6])
+@pytest.mark.parametrize("n", [LRN_PARAMS.n, 4])
+def test_gradient_is_exact(convention: str, beta: float, n: int) -> None:
+    g = torch.Generator().manual_seed(1)
+    a = (torch.randn(2, 6, 3, 3, generator=g, dtype=torch.float64) * 30).requires_grad_()
+    layer = LocalResponseNorm(n, LRN_PARAMS.alpha, beta, LRN_PARAMS.k, convention=convention)
+    assert torch.autograd.gradcheck(layer, (a,))
+
+
+def test_columns_are_normalised_separately() -> None:
+    g = torch.Generator().manual_seed(2)
+    a = torch.relu(torch.randn(1, 8, 2, 2, generator=g, dtype=torch.float64)) * 40
+    p = LRN_PARAMS
+    both = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, groups=2)(a)
+    expected = torch.cat([lrn_by_loop(a[:, :4], p.n, p.alpha, p.beta, p.k), lrn_by_loop(a[:, 4:], p.n, p.alpha, p.beta, p.k)], 1)
+    assert torch.allclose(both, expected, atol=1e-12)
+    a2 = a.clone().requires_grad_()
+    assert torch.autograd.gradcheck(LocalResponseNorm(p.n, p.alpha, p.beta, p.k, groups=2), (a2,))
+
+
+def test_float32_agrees_with_float64(activity: torch.Tensor) -> None:
+    layer = LocalResponseNorm()
+    assert torch.allclose(layer(activity.float()).double(), layer(activity), rtol=1e-5, atol=1e-5)
+
+
+def test_same_map_norm_matches_loop() -> None:
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(1, 2, 5, 5, generator=g, dtype=torch.float64) * 20
+    size, scale, power, k = 3, 0.01, 0.75, 1.0
+    got = SameMapNorm(size, scale, power, k)(a)
+    exp = torch.empty_like(a)
+    for c in range(2):
+        for y in range(5):
+            for x in range(5):
+                total = sum(
+                    a[0, c, yy, xx] ** 2
+                    for yy in range(y - 1, y + 2)
+                    for xx in range(x - 1, x + 2)
+                    if 0 <= yy < 5 and 0 <= xx < 5
+                )
+                exp[0, c, y, x] = a[0, c, y, x] / (k + scale / size**2 * total) ** power
+    assert torch.allclose(got, exp, atol=1e-12)
+
+
+def test_unknown_convention_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="allowed: paper, code2012"):
+        LocalResponseNorm(convention="caffe")
