@@ -17,8 +17,11 @@ from alexnet.errors import UserError
 
 #: Subcommand modules, each with ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
+    "alexnet.prepare",
     "alexnet.commands.summary",
     "alexnet.commands.demo",
+    "alexnet.commands.train",
+    "alexnet.commands.eval",
 )
 
 
