@@ -29,7 +29,6 @@ class DataConfig:
     mean: str = "image"  # "image" (cuda-convnet) or "channel"
     pca: bool = True  # §4.1 colour noise
     pca_std: float = DATA.pca_std
-    flip: bool = True  # §4.1 horizontal reflections (random crops are always on)
     workers: int = 2  # DataLoader worker processes (0 = in the main process)
     augment_device: str = "cpu"  # "cpu" (workers) or "device" (on the GPU, whole batches)
 
@@ -41,6 +40,7 @@ class ModelConfig:
     num_classes: int = 0  # 0 = from the store
     width: float = 1.0
     fc_units: int = ARCH.fc_units
+    init: str = "paper"  # "paper" (§5: std 0.01) or "fan-in" (the paper's per-layer gain, for narrow networks)
 
 
 @dataclass
@@ -71,7 +71,7 @@ class RunConfig:
     checkpoint_every: int = 0  # steps between in-epoch checkpoints (0 = only at epoch ends)
     log_every: int = 10  # steps between metrics lines
     max_steps: int = 0  # stop after this many steps in all (0 = no limit); for budgets and tests
-    health_window: int = 200  # steps to look back for a loss stuck at ln(num_classes)
+    health_window: int = 500  # steps to look back for a loss stuck at ln(num_classes) (0 = off)
     threads: int = 0  # torch threads (0 = torch's default)
 
 

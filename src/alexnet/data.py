@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from alexnet.augment import eval_transform, train_transform
+from alexnet.augment import Draws, draw_augmentation, eval_transform, train_transform
 from alexnet.config import DataConfig
+from alexnet.paper import CODE2012
 from alexnet.store import Stats, StoreSplit
 
 
@@ -50,12 +51,19 @@ class Augmentation:
         return cls(cfg.crop, stats.mean_image, stats.eigenvalues, stats.eigenvectors, cfg.mean, cfg.pca,
                    cfg.pca_std, reading)
 
-    def train(self, images: Tensor | np.ndarray, generator: torch.Generator) -> Tensor:
+    def draws(self, batch: int, generator: torch.Generator) -> Draws:
+        """The random draws of a global batch of ``batch`` images (crops, flips, lighting)."""
+        size = self.mean_image.shape[0]
+        chunk = 1 if self.reading == "paper" else CODE2012.crop_shared_chunk
+        return draw_augmentation(batch, size, size, self.crop, generator, pca=self.pca, pca_std=self.pca_std,
+                                 crop_chunk=chunk)
+
+    def train(self, images: Tensor | np.ndarray, draws: Draws) -> Tensor:
         return train_transform(
             images if isinstance(images, Tensor) else torch.from_numpy(images),
             crop=self.crop, mean_image=self.mean_image, eigenvalues=self.eigenvalues,
-            eigenvectors=self.eigenvectors, generator=generator, mean_mode=self.mean_mode, pca=self.pca,
-            reading=self.reading, pca_std=self.pca_std,
+            eigenvectors=self.eigenvectors, generator=None, mean_mode=self.mean_mode, pca=self.pca,
+            reading=self.reading, pca_std=self.pca_std, draws=draws,
         )
 
     def evaluate(self, images: Tensor | np.ndarray, patches: str = "centre") -> Tensor:
@@ -77,8 +85,9 @@ class TrainBatches(Dataset):
     """Global batch ``i`` of an epoch, this rank's share, augmented (or raw uint8 if ``augment`` is None).
 
     The last incomplete batch is dropped, as with a fixed batch size of 128 (§5).
-    Each rank takes a contiguous slice of the global batch; augmentation draws
-    are made for the slice with a generator seeded by (seed, epoch, i, rank).
+    Each rank takes a contiguous slice of the global batch, and the same slice of
+    the global batch's augmentation draws (seeded by seed, epoch and i), so the
+    images a step sees do not depend on the number of ranks.
     """
 
     def __init__(
@@ -112,8 +121,13 @@ class TrainBatches(Dataset):
         labels = torch.from_numpy(self.split.labels[idx])
         if self.augment is None:
             return torch.from_numpy(images), labels
-        g = augmentation_generator(self.seed, self.epoch, i * self.world + self.rank)
-        return self.augment.train(images, g), labels
+        return self.augment.train(images, self.draws(i)), labels
+
+    def draws(self, i: int) -> Draws:
+        """This rank's share of global batch ``i``'s draws: the same numbers whatever the world size."""
+        g = augmentation_generator(self.seed, self.epoch, i)
+        assert self.augment is not None
+        return self.augment.draws(self.batch_size, g).slice(self.rank * self.local, (self.rank + 1) * self.local)
 
 
 class EvalBatches(Dataset):

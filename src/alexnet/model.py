@@ -37,6 +37,9 @@ VARIANTS: dict[str, str] = {
     "no-conv4": "conv4 removed (§7: removing a middle layer)",
 }
 
+#: Weight initialisations: §5's N(0, 0.01), or that std rescaled by each layer's fan-in.
+INITS: tuple[str, ...] = ("paper", "fan-in")
+
 #: Inputs at least this large use the paper's conv1 (11x11, stride 4); smaller
 #: ones use a scaled stem (see :func:`stem`), documented in docs/fidelity.md.
 PAPER_STEM_MIN_INPUT = 96
@@ -52,6 +55,7 @@ class ModelSpec:
     input_size: int = ARCH.input_size
     width: float = 1.0  # multiplies every conv layer's kernel count
     fc_units: int = ARCH.fc_units
+    init: str = "paper"  # "paper": std 0.01 (§5); "fan-in": std scaled to keep the paper network's per-layer gain
 
     def __post_init__(self) -> None:
         if self.reading not in READINGS:
@@ -65,6 +69,8 @@ class ModelSpec:
             raise UserError(f"width: must be positive, got {self.width!r}")
         if not isinstance(self.fc_units, int) or self.fc_units < 1:
             raise UserError(f"fc_units: must be a positive integer, got {self.fc_units!r}")
+        if self.init not in INITS:
+            raise choice_error("init", self.init, INITS)
         if "no-conv3" in self.variants and "no-conv4" in self.variants:
             raise UserError("variant: choose at most one of no-conv3, no-conv4")
         smallest = minimum_input_size(self)
@@ -301,7 +307,44 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
     layers["fc8"] = fc8
     model = AlexNet(layers)
     model.spec = spec
+    if spec.init == "fan-in":
+        _rescale_to_paper_gain(model, spec)
     return model
+
+
+def paper_fan_ins(spec: ModelSpec) -> dict[str, int]:
+    """Inputs per unit of each weighted layer in the full-size network with the same variants."""
+    full = ModelSpec(num_classes=spec.num_classes, reading=spec.reading, variants=spec.variants)
+    fan: dict[str, int] = {}
+    channels = 3
+    for plan in conv_plan(full):
+        fan[plan.name] = channels // plan.groups * plan.kernel * plan.kernel
+        channels = plan.out_channels
+    final = spatial_sizes(full)[-1][1]
+    fan["fc6"] = channels * final * final
+    fan["fc7"] = fan["fc8"] = full.fc_units
+    return fan
+
+
+def _fan_in(module: nn.Module) -> int:
+    return module.weight[0].numel()
+
+
+def _rescale_to_paper_gain(model: AlexNet, spec: ModelSpec) -> None:
+    """Scale each layer's weights by sqrt(paper fan-in / this fan-in).
+
+    A weight of std s on fan-in m passes signal with gain s * sqrt(m); the
+    paper's 0.01 was chosen for its layer sizes (conv2: 1200 inputs per kernel,
+    fc6: 9216).  A narrow network with the same 0.01 has a much smaller gain
+    per layer, so its fc7 activity is dominated by the biases of 1 and it never
+    starts learning (docs/fidelity.md).  Keeping the paper's per-layer gain is
+    the width-scaling rule that leaves the full-size network unchanged.
+    """
+    reference = paper_fan_ins(spec)
+    with torch.no_grad():
+        for name, module in model.named_children():
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and name in reference:
+                module.weight.mul_(math.sqrt(reference[name] / _fan_in(module)))
 
 
 def count_parameters(model: nn.Module) -> int:

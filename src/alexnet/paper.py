@@ -199,6 +199,7 @@ class Retrieval:
 
     feature_dim: int = 4096
     figure4_neighbours: int = 6
+    figure4_queries: int = 5  # Figure 4 (right): five test images, one per row
     figure4_left_images: int = 8
     top_k: int = 5
 

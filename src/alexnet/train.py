@@ -44,7 +44,7 @@ from alexnet.checkpoint import (
     strip_module_prefix,
 )
 from alexnet.config import Config, apply_overrides, config_from_dict, to_toml
-from alexnet.data import Augmentation, EvalBatches, TrainBatches, augmentation_generator, loader
+from alexnet.data import Augmentation, EvalBatches, TrainBatches, loader
 from alexnet.errors import UserError
 from alexnet.model import AlexNet, ModelSpec, build_model
 from alexnet.optim import PaperSGD, param_groups
@@ -176,11 +176,13 @@ class HealthMonitor:
     """Detects a NaN/inf loss at once and a loss stuck at ln(num_classes) within ``window`` steps.
 
     The stuck check is the known failure of §5's initialisation (bias 1 with std
-    0.01, BVLC/caffe#59): every step's loss within 1% of chance for a whole window.
+    0.01, BVLC/caffe#59): the mean loss of the last ``window`` steps within
+    ``tolerance`` (relative) of ln(num_classes), the loss of a uniform guess.
     """
 
     num_classes: int
     window: int
+    tolerance: float = 0.02
     recent: deque = field(default_factory=deque)
 
     def check(self, loss: float, step: int) -> None:
@@ -195,7 +197,7 @@ class HealthMonitor:
         if len(self.recent) > self.window:
             self.recent.popleft()
         chance = math.log(self.num_classes)
-        if len(self.recent) == self.window and all(abs(v - chance) < 0.01 * chance for v in self.recent):
+        if len(self.recent) == self.window and abs(sum(self.recent) / self.window - chance) < self.tolerance * chance:
             raise HealthError(
                 f"loss has stayed at ln({self.num_classes}) = {chance:.3f} for {self.window} steps (up to step {step}): "
                 "the network is not learning. This is the known failure of bias 1 with weights of std 0.01; try "
@@ -225,7 +227,7 @@ def _spec(config: Config, store: Store) -> ModelSpec:
     if config.data.crop > store.image_size:
         raise UserError(f"data.crop {config.data.crop} is larger than the store's {store.image_size}x{store.image_size} images")
     return ModelSpec(num_classes=num_classes, reading=m.reading, variants=tuple(m.variants),
-                     input_size=config.data.crop, width=m.width, fc_units=m.fc_units)
+                     input_size=config.data.crop, width=m.width, fc_units=m.fc_units, init=m.init)
 
 
 def schedule_from_config(config: Config):
@@ -398,9 +400,8 @@ class Trainer:
         for i, (x, y) in enumerate(dl, start=self.state.batch):
             wait = time.perf_counter() - t_wait
             x, y = self._to_device(x), y.to(self.device, non_blocking=True)
-            if on_device:
-                g = augmentation_generator(cfg.run.seed, epoch, i * self.ctx.world + self.ctx.rank, self.device)
-                x = self.augment.train(x, g)
+            if on_device:  # uint8 batch on the GPU, augmented there as a whole
+                x = self.augment.train(x, dataset.draws(i))
                 if cfg.run.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
@@ -412,6 +413,8 @@ class Trainer:
             n = y.shape[0]
             errors = topk_errors(logits.detach(), y, (1,))[0]
             loss_value = float(loss.detach())
+            if self.ctx.world > 1:  # every rank must take the same decision, or the others would hang
+                loss_value = all_sum([loss_value], self.ctx, self.device)[0] / self.ctx.world
             self.health.check(loss_value, self.state.step + 1)
             sums += (loss_value * n, errors, n)
             window += (loss_value * n, errors, n, wait)

@@ -1,0 +1,274 @@
+"""§5 learning-rate schedules: the paper's plateau heuristic and the 2012 run's fixed drops.
+
+Both schedules are called once after each epoch, ``decision = schedule.step(epoch,
+val_error)``, where ``epoch`` counts completed epochs (1 after the first) and
+``val_error`` is a fraction (0.42, not 42).  The returned :class:`Decision`
+gives the learning rate for the *next* epoch and whether to stop.  Apply it with
+``schedule.apply(optimizer)``, which sets ``group["lr"] = current_lr *
+group.get("lr_scale", 1)`` so per-group ratios (code2012's biases) survive.
+
+"Stops improving" (§5, "divide the learning rate by 10 when the validation
+error rate stopped improving with the current learning rate"), made precise in
+:class:`PlateauSchedule`:
+
+* An epoch *improves* when ``best - val_error >= min_improvement`` and
+  ``val_error < best``, where ``best`` is the reference error: the error of the
+  last improving epoch (``inf`` before the first).  Errors that are lower but not
+  by ``min_improvement`` do not move the reference, so a slow creep still counts
+  once it has added up to ``min_improvement``.
+* ``bad_epochs`` counts epochs since the last improvement *or the last
+  reduction*, whichever is later: each new learning rate gets a full
+  ``patience`` epochs to beat the best error seen so far.
+* When ``bad_epochs`` reaches ``patience`` the plateau is declared: the learning
+  rate is divided by ``divisor`` if fewer than ``max_reductions`` reductions have
+  been made, otherwise training stops (the paper: "reduced three times prior to
+  termination").  Training also stops after ``max_epochs`` epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from alexnet.errors import UserError
+from alexnet.paper import CODE2012, LEARNING
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a schedule decided after ``epoch``: the lr for the next epoch, and whether to stop."""
+
+    epoch: int
+    lr: float
+    reduced: bool = False
+    stop: bool = False
+    reason: str = ""
+    reductions: int = 0
+    bad_epochs: int = 0
+    best: float = math.inf
+
+
+class _Schedule:
+    kind = ""
+
+    def __init__(self) -> None:
+        self._lr = 0.0
+        self.last_epoch = 0
+        self.reductions = 0
+        self.stopped = False
+
+    @property
+    def current_lr(self) -> float:
+        """The base learning rate for the next epoch (before a group's ``lr_scale``)."""
+        return self._lr
+
+    def apply(self, optimizer: torch.optim.Optimizer) -> None:
+        """Set every group's ``lr`` to ``current_lr * group.get("lr_scale", 1)``."""
+        for group in optimizer.param_groups:
+            group["lr"] = self._lr * group.get("lr_scale", 1.0)
+
+    def _check_epoch(self, epoch: int) -> None:
+        if epoch <= self.last_epoch:
+            raise UserError(
+                f"schedule: epoch {epoch} is not after the last epoch seen ({self.last_epoch}); "
+                "epochs count completed epochs and must increase"
+            )
+
+    def _config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: configuration and counters."""
+        return dict(
+            kind=self.kind,
+            config=self._config(),
+            lr=self._lr,
+            last_epoch=self.last_epoch,
+            reductions=self.reductions,
+            stopped=self.stopped,
+            **self._extra_state(),
+        )
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != self.kind:
+            raise UserError(f"schedule: the saved state is of kind {state.get('kind')!r}, not {self.kind!r}")
+        for key, value in state["config"].items():
+            setattr(self, key, tuple(value) if isinstance(value, list) else value)
+        self._lr = float(state["lr"])
+        self.last_epoch = int(state["last_epoch"])
+        self.reductions = int(state["reductions"])
+        self.stopped = bool(state["stopped"])
+        self._load_extra(state)
+
+    def _load_extra(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class PlateauSchedule(_Schedule):
+    """§5: divide the learning rate by ``divisor`` when the validation error stops improving.
+
+    See the module docstring for the exact definition of a plateau.
+    ``patience`` >= 1 epochs; ``min_improvement`` >= 0, absolute, in error fraction.
+    """
+
+    kind = "plateau"
+
+    def __init__(
+        self,
+        lr: float = LEARNING.lr,
+        divisor: float = LEARNING.lr_divisor,
+        max_reductions: int = LEARNING.lr_reductions,
+        *,
+        patience: int,
+        min_improvement: float,
+        max_epochs: int = LEARNING.epochs,
+    ) -> None:
+        super().__init__()
+        if patience < 1:
+            raise UserError(f"plateau schedule: patience must be at least 1 epoch, got {patience}")
+        if min_improvement < 0:
+            raise UserError(f"plateau schedule: min_improvement must be >= 0, got {min_improvement}")
+        if divisor <= 1:
+            raise UserError(f"plateau schedule: divisor must be > 1, got {divisor}")
+        if lr <= 0 or max_epochs < 1 or max_reductions < 0:
+            raise UserError("plateau schedule: lr must be > 0, max_epochs >= 1 and max_reductions >= 0")
+        self.lr = float(lr)
+        self.divisor = float(divisor)
+        self.max_reductions = int(max_reductions)
+        self.patience = int(patience)
+        self.min_improvement = float(min_improvement)
+        self.max_epochs = int(max_epochs)
+        self._lr = self.lr
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    def _config(self) -> dict[str, Any]:
+        return dict(
+            lr=self.lr,
+            divisor=self.divisor,
+            max_reductions=self.max_reductions,
+            patience=self.patience,
+            min_improvement=self.min_improvement,
+            max_epochs=self.max_epochs,
+        )
+
+    def _extra_state(self) -> dict[str, Any]:
+        return dict(best=self.best, bad_epochs=self.bad_epochs)
+
+    def _load_extra(self, state: dict[str, Any]) -> None:
+        self.best = float(state["best"])
+        self.bad_epochs = int(state["bad_epochs"])
+
+    def improves(self, val_error: float) -> bool:
+        """Whether ``val_error`` counts as an improvement on the reference ``best``."""
+        return val_error < self.best and self.best - val_error >= self.min_improvement
+
+    def step(self, epoch: int, val_error: float) -> Decision:
+        self._check_epoch(epoch)
+        if not math.isfinite(val_error):
+            raise UserError(f"plateau schedule: validation error must be a finite number, got {val_error}")
+        self.last_epoch = epoch
+        if self.stopped:
+            return self._decision(epoch, stop=True, reason="already stopped")
+        reduced, stop, reason = False, False, ""
+        if self.improves(val_error):
+            self.best = float(val_error)
+            self.bad_epochs = 0
+            reason = "improved"
+        else:
+            self.bad_epochs += 1
+            reason = f"no improvement for {self.bad_epochs} epoch(s)"
+            if self.bad_epochs >= self.patience:
+                if self.reductions < self.max_reductions:
+                    self._lr /= self.divisor
+                    self.reductions += 1
+                    self.bad_epochs = 0
+                    reduced = True
+                    reason = f"plateau: reduction {self.reductions} of {self.max_reductions}"
+                else:
+                    stop = True
+                    reason = f"plateau after {self.reductions} reductions"
+        if not stop and epoch >= self.max_epochs:
+            stop, reason = True, f"reached max_epochs {self.max_epochs}"
+        self.stopped = stop
+        return self._decision(epoch, reduced=reduced, stop=stop, reason=reason)
+
+    def _decision(self, epoch: int, reduced: bool = False, stop: bool = False, reason: str = "") -> Decision:
+        return Decision(epoch, self._lr, reduced, stop, reason, self.reductions, self.bad_epochs, self.best)
+
+
+class FixedSchedule(_Schedule):
+    """Divide the learning rate by ``divisor`` after each epoch in ``drop_epochs``; stop after ``stop_epoch``.
+
+    After epoch ``e`` completes, the learning rate for epoch ``e + 1`` is
+    ``lr / divisor ** (number of drop epochs <= e)``.  :meth:`code2012` is the
+    authors' hand schedule: drops after epochs ``CODE2012.lr_drop_epochs``, stop
+    after ``CODE2012.stop_epoch``.  ``val_error`` is recorded but not used.
+    """
+
+    kind = "fixed"
+
+    def __init__(
+        self,
+        lr: float = LEARNING.lr,
+        drop_epochs: tuple[int, ...] = CODE2012.lr_drop_epochs,
+        divisor: float = LEARNING.lr_divisor,
+        stop_epoch: int = CODE2012.stop_epoch,
+    ) -> None:
+        super().__init__()
+        drops = tuple(int(e) for e in drop_epochs)
+        if list(drops) != sorted(set(drops)) or any(e < 1 for e in drops):
+            raise UserError(f"fixed schedule: drop_epochs must be increasing positive epochs, got {drops}")
+        if divisor <= 1 or lr <= 0 or stop_epoch < 1:
+            raise UserError("fixed schedule: lr must be > 0, divisor > 1 and stop_epoch >= 1")
+        self.lr = float(lr)
+        self.drop_epochs = drops
+        self.divisor = float(divisor)
+        self.stop_epoch = int(stop_epoch)
+        self._lr = self.lr
+
+    @classmethod
+    def code2012(cls, lr: float = LEARNING.lr) -> "FixedSchedule":
+        """The 2012 run: 0.01, /10 after epochs 25, 51 and 79, stop after epoch 91 (paper.CODE2012)."""
+        return cls(lr, CODE2012.lr_drop_epochs, LEARNING.lr_divisor, CODE2012.stop_epoch)
+
+    def _config(self) -> dict[str, Any]:
+        return dict(lr=self.lr, drop_epochs=list(self.drop_epochs), divisor=self.divisor, stop_epoch=self.stop_epoch)
+
+    def lr_after(self, epoch: int) -> float:
+        """The base learning rate used for the epoch after ``epoch`` completed epochs."""
+        drops = sum(1 for e in self.drop_epochs if e <= epoch)
+        return self.lr / self.divisor**drops
+
+    def step(self, epoch: int, val_error: float | None = None) -> Decision:
+        self._check_epoch(epoch)
+        self.last_epoch = epoch
+        new_lr = self.lr_after(epoch)
+        reduced = new_lr != self._lr
+        self._lr = new_lr
+        self.reductions = sum(1 for e in self.drop_epochs if e <= epoch)
+        stop = epoch >= self.stop_epoch
+        self.stopped = stop
+        reason = f"reached stop_epoch {self.stop_epoch}" if stop else ("drop epoch" if reduced else "")
+        return Decision(epoch, self._lr, reduced, stop, reason, self.reductions)
+
+
+SCHEDULE_KINDS: tuple[str, ...] = ("plateau", "fixed", "code2012")
+
+
+def make_schedule(kind: str, **options: Any) -> PlateauSchedule | FixedSchedule:
+    """Build a schedule: ``plateau`` (§5), ``fixed`` (explicit drop epochs) or ``code2012`` (the 2012 run)."""
+    classes = {"plateau": PlateauSchedule, "fixed": FixedSchedule, "code2012": FixedSchedule.code2012}
+    if kind not in classes:
+        raise UserError(f"schedule: unknown kind {kind!r}; allowed: {', '.join(SCHEDULE_KINDS)}")
+    try:
+        return classes[kind](**options)
+    except TypeError as err:
+        raise UserError(f"schedule {kind!r}: bad options {sorted(options)}: {err}") from None
+

@@ -1,0 +1,313 @@
+"""§4.1 augmentation: crops, reflections, ten-crop, PCA lighting, mean subtraction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from alexnet import augment as A
+from alexnet.errors import UserError
+from alexnet.paper import CODE2012, DATA
+
+
+def coord_images(batch: int, size: int, dtype=torch.float64) -> torch.Tensor:
+    """(B, 3, S, S): channel 0 = 1000*y + x, channel 1 = y, channel 2 = x + 10000*b."""
+    y = torch.arange(size, dtype=dtype).view(size, 1).expand(size, size)
+    x = torch.arange(size, dtype=dtype).view(1, size).expand(size, size)
+    imgs = torch.stack([1000 * y + x, y, x]).expand(batch, 3, size, size).clone()
+    imgs[:, 2] += 10000 * torch.arange(batch, dtype=dtype).view(batch, 1, 1)
+    return imgs
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def decode(patch: torch.Tensor) -> tuple[int, int, bool]:
+    """(top, left, flipped) of a patch of a coordinate image."""
+    row = patch[1, 0, 0].item(), patch[2, 0, :] % 10000
+    flipped = bool(row[1][0] > row[1][-1])
+    return int(row[0]), int(row[1].min().item()), flipped
+
+
+@pytest.mark.parametrize("method", A.CROP_METHODS)
+def test_crop_is_the_region_at_the_drawn_offset(method):
+    size, crop, b = 20, 13, 64
+    imgs = coord_images(b, size)
+    out = A.random_crop_flip(imgs, crop, gen(3), method=method)
+    assert out.shape == (b, 3, crop, crop) and out.dtype == imgs.dtype
+    crops = A.draw_crops(b, size, size, crop, gen(3))  # the same draws, from the same seed
+    for i in range(b):
+        t, l, f = crops.top[i].item(), crops.left[i].item(), crops.flip[i].item()
+        expected = imgs[i, :, t : t + crop, l : l + crop]
+        if f:
+            expected = expected.flip(-1)
+        assert torch.equal(out[i], expected)
+        assert decode(out[i]) == (t, l, f)
+
+
+def test_loop_and_gather_agree_on_uint8_and_nhwc_views():
+    g = gen(1)
+    x = torch.randint(0, 256, (16, 40, 40, 3), dtype=torch.uint8, generator=g)
+    view = x.permute(0, 3, 1, 2)
+    crops = A.draw_crops(16, 40, 40, 32, gen(2))
+    a = A.apply_crops(view, crops, 32, method="loop")
+    b = A.apply_crops(view, crops, 32, method="gather")
+    c = A.apply_crops(view.contiguous(), crops, 32, method="gather")
+    assert a.dtype == torch.uint8 and torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_every_offset_and_reflection_occurs():
+    size, crop = 12, 8
+    crops = A.draw_crops(4000, size, size, crop, gen(5))
+    combos = set(zip(crops.top.tolist(), crops.left.tolist(), crops.flip.tolist()))
+    assert len(combos) == (size - crop + 1) ** 2 * 2
+    assert crops.top.min() == 0 and crops.top.max() == size - crop
+
+
+def test_paper_sizes_give_2178_patches_not_2048():
+    s, c = DATA.image_size, DATA.crop_size
+    crops = A.draw_crops(300_000, s, s, c, gen(6))
+    combos = set(zip(crops.top.tolist(), crops.left.tolist(), crops.flip.tolist()))
+    assert len(combos) == (s - c + 1) ** 2 * 2 == 2178
+    assert DATA.translations_factor == (s - c) ** 2 * 2  # the paper's count, one offset short per axis
+
+
+def test_flips_about_half():
+    crops = A.draw_crops(20_000, 10, 10, 8, gen(7))
+    assert abs(crops.flip.float().mean().item() - 0.5) < 0.02
+
+
+def test_chunked_draws_share_offset_and_flip():
+    crops = A.draw_crops(100, 40, 40, 32, gen(8), chunk=CODE2012.crop_shared_chunk)
+    for start in range(0, 100, CODE2012.crop_shared_chunk):
+        sl = slice(start, start + CODE2012.crop_shared_chunk)
+        for t in crops:
+            assert (t[sl] == t[start]).all()
+    assert len(set(crops.top.tolist())) > 1 or len(set(crops.left.tolist())) > 1
+
+
+def test_same_seed_same_output_different_seed_different():
+    imgs = coord_images(32, 24)
+    a = A.random_crop_flip(imgs, 16, gen(11))
+    b = A.random_crop_flip(imgs, 16, gen(11))
+    c = A.random_crop_flip(imgs, 16, gen(12))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_centre_crop_offset_floor():
+    imgs = coord_images(2, 11)
+    out = A.centre_crop(imgs, 8)  # difference 3 -> offset 1
+    assert decode(out[0]) == (1, 1, False)
+    assert decode(A.centre_crop(coord_images(1, 12), 8)[0]) == (2, 2, False)
+
+
+def test_ten_crop_is_corners_centre_and_mirrors():
+    size, crop = 15, 10
+    imgs = coord_images(3, size)
+    out = A.ten_crop(imgs, crop)
+    assert out.shape == (3, 10, 3, crop, crop)
+    d = size - crop
+    expected = [(0, 0), (0, d), (d, 0), (d, d), (d // 2, d // 2)]
+    for i in range(3):
+        for k, (t, l) in enumerate(expected):
+            patch = imgs[i, :, t : t + crop, l : l + crop]
+            assert torch.equal(out[i, k], patch)
+            assert torch.equal(out[i, k + 5], patch.flip(-1))
+            assert decode(out[i, k + 5]) == (t, l, True)
+
+
+def _eig():
+    vec = torch.linalg.qr(torch.randn(3, 3, generator=gen(20), dtype=torch.float64))[0]
+    lam = torch.tensor(CODE2012.imagenet_pc_std, dtype=torch.float64) ** 2  # ImageNet's, 0..255 units
+    return lam, vec
+
+
+@pytest.mark.parametrize("unit", [A.PIXEL_UNIT, 1.0])
+def test_pca_lighting_adds_the_papers_vector(unit):
+    lam, vec = _eig()
+    imgs = torch.rand(5, 3, 4, 6, dtype=torch.float64, generator=gen(21)) * 255
+    g = gen(22)
+    state = g.get_state()
+    out = A.pca_lighting(imgs, lam, vec, generator=g, unit=unit)
+    g2 = torch.Generator().manual_seed(0)
+    g2.set_state(state)
+    alphas = torch.randn((5, 3), generator=g2, dtype=torch.float64) * DATA.pca_std
+    for b in range(5):  # direct transcription: I_xy + [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T (in 0..1 units)
+        add = sum(vec[:, i] * alphas[b, i] * (lam[i] / unit**2) for i in range(3)) * unit
+        for y in range(4):
+            for x in range(6):
+                torch.testing.assert_close(out[b, :, y, x], imgs[b, :, y, x] + add, rtol=0, atol=1e-9)
+
+
+def test_pca_lighting_code2012_uses_sqrt_and_rescales():
+    lam, vec = _eig()
+    imgs = torch.randn(4, 3, 5, 5, dtype=torch.float64, generator=gen(23)) * 50
+    alphas = torch.randn(4, 3, generator=gen(24), dtype=torch.float64) * DATA.pca_std
+    out = A.pca_lighting(imgs, lam, vec, reading="code2012", alphas=alphas)
+    noise = (alphas * lam.sqrt()) @ vec.T
+    torch.testing.assert_close(out, (imgs + noise[:, :, None, None]) * CODE2012.pca_rescale)
+    assert CODE2012.pca_uses_sqrt_eigenvalues
+
+
+def test_pca_alphas_fresh_each_call_and_std():
+    lam, vec = _eig()
+    g = gen(25)
+    imgs = torch.zeros(20_000, 3, 1, 1, dtype=torch.float64)
+    a = A.pca_lighting(imgs, lam, vec, generator=g, unit=1.0)[:, :, 0, 0]
+    b = A.pca_lighting(imgs, lam, vec, generator=g, unit=1.0)[:, :, 0, 0]
+    assert not torch.allclose(a, b)
+    alphas = (a @ vec) / lam  # recover alpha_i from the added vector (orthonormal p_i)
+    assert abs(alphas.std().item() - DATA.pca_std) < 0.003
+    assert abs(alphas.mean().item()) < 0.003
+    # constant over pixels
+    big = A.pca_lighting(torch.zeros(3, 3, 7, 9, dtype=torch.float64), lam, vec, generator=g)
+    assert torch.equal(big, big[:, :, :1, :1].expand_as(big))
+
+
+def test_pca_rejects_bad_input():
+    lam, vec = _eig()
+    with pytest.raises(UserError):
+        A.pca_lighting(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), lam, vec, generator=gen())
+    with pytest.raises(UserError):
+        A.pca_lighting(torch.zeros(1, 3, 2, 2), lam, vec, generator=gen(), reading="caffe")
+    with pytest.raises(UserError):
+        A.pca_lighting(torch.zeros(1, 3, 2, 2), -lam, vec, generator=gen())
+
+
+def _batch(b: int, s: int, seed: int = 30) -> torch.Tensor:
+    return torch.randint(0, 256, (b, s, s, 3), dtype=torch.uint8, generator=gen(seed))
+
+
+def test_train_transform_mean_image_is_cropped_like_the_image():
+    # Every image equal to the mean image: "match" subtraction leaves exact zeros.
+    img = _batch(1, 32)[0]
+    batch = img.expand(12, -1, -1, -1)
+    lam, vec = _eig()
+    out = A.train_transform(
+        batch, crop=24, mean_image=img.float(), eigenvalues=lam, eigenvectors=vec, generator=gen(), pca=False
+    )
+    assert out.shape == (12, 3, 24, 24) and out.dtype == torch.float32
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_matching_mean_loop_and_gather_agree():
+    mean = torch.rand(3, 30, 30, generator=gen(37)) * 255
+    crops = A.draw_crops(20, 30, 30, 24, gen(38))
+    start = torch.rand(20, 3, 24, 24, generator=gen(39)) * 255
+    a = A.subtract_matching_mean_(start.clone(), mean, crops, 24, method="loop")
+    b = A.subtract_matching_mean_(start.clone(), mean, crops, 24, method="gather")
+    assert torch.equal(a, b)
+    assert torch.equal(a, start - A.apply_crops(mean[None].expand(20, -1, -1, -1), crops, 24))
+
+
+def test_train_transform_code2012_matches_its_recipe():
+    s, c, b = 40, 32, 70
+    batch = _batch(b, s)
+    mean = torch.rand(s, s, 3, generator=gen(31)) * 255
+    lam, vec = _eig()
+    g = gen(32)
+    state = g.get_state()
+    out = A.train_transform(
+        batch, crop=c, mean_image=mean, eigenvalues=lam, eigenvectors=vec, generator=g, reading="code2012"
+    )
+    g.set_state(state)
+    crops = A.draw_crops(b, s, s, c, g, chunk=CODE2012.crop_shared_chunk)
+    alphas = A.draw_alphas(b, g)
+    x = A.apply_crops(batch.permute(0, 3, 1, 2), crops, c).double()
+    centre = A.centre_crop(mean.permute(2, 0, 1)[None].double(), c)[0]
+    noise = (alphas.double() * lam.sqrt()) @ vec.T
+    expected = (x - centre + noise[:, :, None, None]) * CODE2012.pca_rescale
+    torch.testing.assert_close(out, expected.float(), atol=1e-3, rtol=1e-5)
+
+
+def test_train_transform_paper_matches_its_recipe_and_layouts_agree():
+    s, c, b = 36, 28, 9
+    batch = _batch(b, s)
+    mean = torch.rand(s, s, 3, generator=gen(33)) * 255
+    lam, vec = _eig()
+    kw = dict(crop=c, mean_image=mean, eigenvalues=lam, eigenvectors=vec)
+    out = A.train_transform(batch, generator=gen(34), **kw)
+    out_nchw = A.train_transform(batch.permute(0, 3, 1, 2).contiguous(), generator=gen(34), **kw)
+    readonly = batch.numpy().copy()
+    readonly.flags.writeable = False
+    out_np = A.train_transform(readonly, generator=gen(34), **kw)
+    assert torch.equal(out, out_nchw) and torch.equal(out, out_np)
+    g = gen(34)
+    crops = A.draw_crops(b, s, s, c, g)
+    alphas = A.draw_alphas(b, g)
+    full = batch.permute(0, 3, 1, 2).double() - mean.permute(2, 0, 1).double()  # subtract, then crop
+    x = A.apply_crops(full, crops, c)
+    expected = x + A.pca_offsets(alphas.double(), lam, vec)[:, :, None, None]
+    torch.testing.assert_close(out, expected.float(), atol=1e-3, rtol=1e-5)
+    buf = torch.empty(b, 3, c, c)
+    again = A.train_transform(batch, generator=gen(34), out=buf, **kw)
+    assert again.data_ptr() == buf.data_ptr() and torch.equal(again, out)
+
+
+def test_train_transform_channel_mean():
+    s, c = 32, 24
+    batch = _batch(6, s)
+    mean = torch.rand(s, s, 3, generator=gen(35)) * 255
+    lam, vec = _eig()
+    out = A.train_transform(
+        batch, crop=c, mean_image=mean, eigenvalues=lam, eigenvectors=vec, generator=gen(36), mean_mode="channel", pca=False
+    )
+    crops = A.draw_crops(6, s, s, c, gen(36))
+    x = A.apply_crops(batch.permute(0, 3, 1, 2), crops, c).float()
+    torch.testing.assert_close(out, x - A.channel_means(mean), atol=1e-4, rtol=0)
+    torch.testing.assert_close(A.subtract_mean(x.to(torch.uint8), A.channel_means(mean)), out, atol=1e-4, rtol=0)
+
+
+def test_eval_transform_patches_and_means():
+    s, c = 32, 28
+    img = _batch(1, s)[0]
+    batch = img.expand(4, -1, -1, -1)
+    mean = img.float()
+    centre = A.eval_transform(batch, crop=c, mean_image=mean)
+    ten = A.eval_transform(batch, crop=c, mean_image=mean, patches="ten")
+    assert centre.shape == (4, 3, c, c) and ten.shape == (4, 10, 3, c, c)
+    assert torch.equal(centre, torch.zeros_like(centre)) and torch.equal(ten, torch.zeros_like(ten))
+    # code2012 subtracts the centre patch of the mean from every view
+    ten12 = A.eval_transform(batch, crop=c, mean_image=mean, patches="ten", reading="code2012")
+    views = A.ten_crop(batch.permute(0, 3, 1, 2), c).float()
+    mc = A.centre_crop(mean.permute(2, 0, 1)[None], c)[0]
+    assert torch.equal(ten12, views - mc)
+    ch = A.eval_transform(batch, crop=c, mean_image=mean, mean_mode="channel")
+    torch.testing.assert_close(ch, A.centre_crop(batch.permute(0, 3, 1, 2), c).float() - A.channel_means(mean))
+
+
+def test_small_sizes_and_errors():
+    lam, vec = _eig()
+    for s, c in [(32, 28), (32, 24), (8, 8)]:
+        out = A.train_transform(
+            _batch(3, s), crop=c, mean_image=np.zeros((s, s, 3), np.float32), eigenvalues=lam, eigenvectors=vec, generator=gen()
+        )
+        assert out.shape == (3, 3, c, c)
+    with pytest.raises(UserError):
+        A.train_transform(_batch(2, 8), crop=9, mean_image=torch.zeros(8, 8, 3), eigenvalues=lam, eigenvectors=vec, generator=gen())
+    with pytest.raises(UserError):
+        A.train_transform(
+            _batch(2, 8), crop=4, mean_image=torch.zeros(8, 8, 3), eigenvalues=lam, eigenvectors=vec, generator=gen(), mean_mode="pixel"
+        )
+    with pytest.raises(UserError):
+        A.eval_transform(_batch(2, 8), crop=4, mean_image=torch.zeros(8, 8, 3), patches="five")
+    with pytest.raises(UserError):
+        A.train_transform(_batch(2, 8), crop=4, mean_image=torch.zeros(9, 9, 3), eigenvalues=lam, eigenvectors=vec, generator=gen())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_crops():
+    x = _batch(16, 40).cuda()
+    crops = A.draw_crops(16, 40, 40, 32, gen(40))
+    gpu = A.apply_crops(x.permute(0, 3, 1, 2), crops, 32)
+    cpu = A.apply_crops(x.cpu().permute(0, 3, 1, 2), crops, 32)
+    assert torch.equal(gpu.cpu(), cpu)
+    lam, vec = _eig()
+    g = torch.Generator(device="cuda").manual_seed(0)
+    out = A.train_transform(x, crop=32, mean_image=torch.zeros(40, 40, 3), eigenvalues=lam, eigenvectors=vec, generator=g)
+    assert out.is_cuda and out.shape == (16, 3, 32, 32) and math.isfinite(out.sum().item())

@@ -1,0 +1,60 @@
+"""Configs: paper defaults, presets, dotted overrides, unknown keys rejected."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from alexnet.config import Config, load_config, parse_override, presets, to_toml, config_from_dict
+from alexnet.errors import UserError
+from alexnet.paper import DATA, LEARNING
+
+
+def test_paper_preset_is_the_paper() -> None:
+    c = load_config("paper")
+    assert c.optim.batch_size == LEARNING.batch_size and c.optim.lr == LEARNING.lr
+    assert c.optim.momentum == LEARNING.momentum and c.optim.weight_decay == LEARNING.weight_decay
+    assert c.data.crop == DATA.crop_size and c.data.pca_std == DATA.pca_std
+    assert c.schedule.max_reductions == LEARNING.lr_reductions and c.schedule.max_epochs == LEARNING.epochs
+    assert c.model.reading == "paper"
+
+
+def test_every_preset_loads() -> None:
+    assert {"paper", "code2012", "demo", "cifar10", "imagenette", "fashion-mnist"} <= set(presets())
+    for name in presets():
+        load_config(name)
+    assert load_config("code2012").model.reading == "code2012"
+
+
+def test_overrides_are_typed() -> None:
+    c = load_config("paper", ["optim.lr=0.02", "model.variants=tanh,no-lrn", "data.pca=false", "run.device=cpu"])
+    assert c.optim.lr == 0.02 and c.model.variants == ["tanh", "no-lrn"] and c.data.pca is False
+    assert c.run.device == "cpu"
+    assert load_config("paper", ["optim.lr=1"]).optim.lr == 1.0
+    assert parse_override("schedule.drop_epochs=[1, 2]") == ("schedule", "drop_epochs", [1, 2])
+
+
+def test_unknown_keys_list_the_valid_ones() -> None:
+    with pytest.raises(UserError, match=r"unknown key optim.learning_rate; valid keys in \[optim\]: lr, momentum"):
+        load_config("paper", ["optim.learning_rate=0.1"])
+    with pytest.raises(UserError, match="unknown section 'optimizer'; valid sections: data, model, optim"):
+        load_config("paper", ["optimizer.lr=0.1"])
+    with pytest.raises(UserError, match="preset: unknown value 'alexnet'; allowed: "):
+        load_config("alexnet")
+    with pytest.raises(UserError, match="data.pca must be true or false"):
+        load_config("paper", ["data.pca=3"])
+    with pytest.raises(UserError, match="expected section.key=value"):
+        load_config("paper", ["lr=3"])
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path) -> None:
+    c = load_config("demo", ["optim.lr=0.5"])
+    text = to_toml(c)
+    assert config_from_dict(tomllib.loads(text)) == c
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert load_config(file=path) == c
+    with pytest.raises(UserError, match="does not exist"):
+        load_config(file=tmp_path / "missing.toml")
+    assert isinstance(c, Config)

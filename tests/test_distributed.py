@@ -1,0 +1,64 @@
+"""Two CPU processes on gloo train exactly what one process trains on the same global batch."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from alexnet.checkpoint import load_file
+
+TINY_DDP = [
+    "data.crop=16", "data.workers=0", "model.width=0.125", "model.fc_units=32", "model.variants=no-dropout",
+    "optim.batch_size=16", "optim.lr=0.05", "schedule.max_epochs=1", "run.health_window=0", "run.device=cpu",
+    "run.threads=1",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, store: str, run: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    from alexnet.config import load_config
+    from alexnet.train import train
+
+    try:
+        train(load_config("paper", [f'data.store="{store}"', *TINY_DDP]), Path(run), progress=False)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one(tiny_store, tmp_path: Path) -> None:
+    from alexnet.config import load_config
+    from alexnet.train import train
+
+    single = tmp_path / "single"
+    train(load_config("paper", [f'data.store="{tiny_store.path}"', *TINY_DDP]), single, progress=False)
+    double = tmp_path / "double"
+    mp.spawn(_worker, args=(2, _free_port(), str(tiny_store.path), str(double)), nprocs=2, join=True)
+    a = load_file(single / "checkpoints" / "last.pt")["model"]
+    b = load_file(double / "checkpoints" / "last.pt")["model"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    # metrics were reduced over both ranks: the same validation error, every image counted once
+    import json
+
+    def epochs(run: Path) -> list[dict]:
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in records if r["kind"] == "epoch"]
+
+    ev, ed = epochs(single), epochs(double)
+    assert ev[-1]["val_images"] == ed[-1]["val_images"] == 40
+    assert ev[-1]["val_top1_error"] == pytest.approx(ed[-1]["val_top1_error"])

@@ -1,0 +1,161 @@
+"""§5 update rule: PaperSGD against a hand-written transcription, and against torch.optim.SGD."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from alexnet.errors import UserError
+from alexnet.optim import PaperSGD, freeze, param_groups
+from alexnet.paper import CODE2012, LEARNING
+
+MU, WD, LR = LEARNING.momentum, LEARNING.weight_decay, LEARNING.lr
+
+
+def tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+
+
+def grads_for(step: int, params) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(100 + step)
+    return [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
+
+
+# learning rate per step: constant, then a drop by the paper's divisor after step 3
+LRS = [LR] * 4 + [LR / LEARNING.lr_divisor] * 3
+
+
+def run(opt_factory, lrs=LRS):
+    model = tiny()
+    params = list(model.parameters())
+    opt = opt_factory(params)
+    history = []
+    for i, lr in enumerate(lrs):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for p, g in zip(params, grads_for(i, params)):
+            p.grad = g
+        opt.step()
+        history.append([p.detach().clone() for p in params])
+    return history
+
+
+def by_hand(lrs=LRS):
+    """v <- mu v - lambda eps w - eps g;  w <- w + v (§5), written out."""
+    ws = [p.detach().clone() for p in tiny().parameters()]
+    vs = [torch.zeros_like(w) for w in ws]
+    history = []
+    for i, eps in enumerate(lrs):
+        gs = grads_for(i, ws)
+        for k in range(len(ws)):
+            vs[k] = MU * vs[k] - WD * eps * ws[k] - eps * gs[k]
+            ws[k] = ws[k] + vs[k]
+        history.append([w.clone() for w in ws])
+    return history
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+def test_matches_the_printed_rule_across_a_drop(foreach):
+    ours = run(lambda ps: PaperSGD(ps, lr=LR, momentum=MU, weight_decay=WD, foreach=foreach))
+    ref = by_hand()
+    for step, (a, b) in enumerate(zip(ours, ref)):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-15, msg=f"step {step}")
+
+
+def test_torch_sgd_agrees_before_the_drop_and_differs_after():
+    ours = run(lambda ps: PaperSGD(ps, lr=LR, momentum=MU, weight_decay=WD))
+    sgd = run(lambda ps: torch.optim.SGD(ps, lr=LR, momentum=MU, weight_decay=WD))
+    first_drop = LRS.index(LRS[-1])
+    for step in range(first_drop):
+        for x, y in zip(ours[step], sgd[step]):
+            torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-13)
+    diff = max((x - y).abs().max().item() for x, y in zip(ours[first_drop], sgd[first_drop]))
+    assert diff > 1e-5  # right after the drop the velocities differ by the old/new eps ratio
+
+
+def test_state_dict_round_trip_resumes_exactly():
+    model = tiny()
+    params = list(model.parameters())
+    opt = PaperSGD(params, lr=LR)
+    for i in range(3):
+        for p, g in zip(params, grads_for(i, params)):
+            p.grad = g
+        opt.step()
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_opt = copy.deepcopy(opt.state_dict())
+    assert all("velocity" in s for s in saved_opt["state"].values())
+
+    def continue_from(m_state, o_state):
+        m = tiny()
+        m.load_state_dict(m_state)
+        ps = list(m.parameters())
+        o = PaperSGD(ps, lr=LR)
+        o.load_state_dict(o_state)
+        for i in range(3, 6):
+            for p, g in zip(ps, grads_for(i, ps)):
+                p.grad = g
+            o.step()
+        return [p.detach() for p in ps]
+
+    a = continue_from(saved_model, saved_opt)
+    for i in range(3, 6):
+        for p, g in zip(params, grads_for(i, params)):
+            p.grad = g
+        opt.step()
+    for x, y in zip(a, params):
+        assert torch.equal(x, y.detach())
+
+
+def test_param_groups_paper_and_code2012():
+    model = tiny()
+    (g,) = param_groups(model, "paper", LR, WD, MU)
+    assert len(g["params"]) == 4 and g["lr"] == LR and g["weight_decay"] == WD and g["lr_scale"] == 1
+    groups = {g["name"]: g for g in param_groups(model, "code2012", LR, WD, MU)}
+    assert len(groups["weights"]["params"]) == 2 and len(groups["biases"]["params"]) == 2
+    assert groups["biases"]["weight_decay"] == 0 and not CODE2012.bias_weight_decay
+    assert groups["biases"]["lr"] == LR * CODE2012.bias_lr_multiplier
+    assert groups["biases"]["lr_scale"] == CODE2012.bias_lr_multiplier
+    opt = PaperSGD(param_groups(model, "code2012", LR, WD, MU))
+    assert [g["lr_scale"] for g in opt.state_dict()["param_groups"]] == [1.0, CODE2012.bias_lr_multiplier]
+    with pytest.raises(UserError):
+        param_groups(model, "caffe", LR, WD, MU)
+
+
+def test_bias_group_gets_no_decay_and_double_rate():
+    model = tiny()
+    bias = model[0].bias
+    before = bias.detach().clone()
+    opt = PaperSGD(param_groups(model, "code2012", LR, WD, MU))
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    torch.testing.assert_close(bias.detach(), before - LR * CODE2012.bias_lr_multiplier)
+
+
+def test_freeze_leaves_layer_untouched():
+    model = tiny()
+    frozen = freeze(model, ["0"])
+    assert frozen == ["0.weight", "0.bias"]
+    before = model[0].weight.detach().clone()
+    other = model[2].weight.detach().clone()
+    opt = PaperSGD(model.parameters(), lr=LR)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)  # even a stale gradient is ignored
+    opt.step()
+    assert torch.equal(model[0].weight.detach(), before)
+    assert not torch.equal(model[2].weight.detach(), other)  # the rest still trains
+    assert all(p not in opt.state for p in model[0].parameters())
+    with pytest.raises(UserError):
+        freeze(model, ["conv9"])
+
+
+def test_bad_hyperparameters():
+    with pytest.raises(UserError):
+        PaperSGD(tiny().parameters(), lr=-1.0)
+    with pytest.raises(UserError):
+        PaperSGD(tiny().parameters(), momentum=1.0)

@@ -1,0 +1,146 @@
+"""The store format: write_store -> Store round trip, statistics, verification."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alexnet.errors import UserError
+from alexnet.store import Store, verify_store, write_store
+
+S = 16
+CLASSES = [("n00000001", "one"), ("n00000002", "two"), ("n00000003", "three")]
+
+
+def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, S, S, 3), dtype=np.uint8)
+    images[..., 0] //= 2  # correlated, unequal channels so the covariance is not isotropic
+    images[..., 2] = (images[..., 1].astype(np.int32) * 3 // 4 + images[..., 2] // 4).astype(np.uint8)
+    return images, rng.integers(0, len(CLASSES), size=n)
+
+
+@pytest.fixture()
+def small_store(tmp_path: Path) -> tuple[Store, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    splits = {"train": _data(23, 0), "val": _data(7, 1)}
+    store = write_store(tmp_path / "store", splits, CLASSES, shard_size=5)
+    return store, splits
+
+
+def test_round_trip_in_any_order(small_store) -> None:
+    store, splits = small_store
+    assert store.splits() == ["train", "val"]
+    assert store.image_size == S and store.num_classes == 3 and store.classes == CLASSES
+    train = store.split("train")
+    images, labels = splits["train"]
+    assert len(train) == 23
+    assert train.labels.dtype == np.int64 and np.array_equal(train.labels, labels)
+    for idx in (np.arange(23), np.array([22, 0, 5, 5, 11, 4]), np.random.default_rng(3).permutation(23)):
+        got = train.read(idx)
+        assert got.dtype == np.uint8 and got.shape == (len(idx), S, S, 3)
+        assert np.array_equal(got, images[idx])
+    assert train.read(np.array([], np.int64)).shape == (0, S, S, 3)
+    with pytest.raises(IndexError):
+        train.read(np.array([23]))
+    assert train.paths()[:2] == ["train/0", "train/1"]
+    # shards are memory-mappable .npy files of (N, S, S, 3)
+    shard = np.load(store.path / "train" / "shard-00000.npy", mmap_mode="r")
+    assert shard.shape == (5, S, S, 3)
+
+
+def test_split_survives_pickling(small_store) -> None:
+    store, splits = small_store
+    train = store.split("train")
+    train.read(np.array([1]))
+    clone = pickle.loads(pickle.dumps(train))
+    assert np.array_equal(clone.read(np.array([4, 2])), splits["train"][0][[4, 2]])
+
+
+def test_errors_name_the_problem(small_store, tmp_path: Path) -> None:
+    store, _ = small_store
+    with pytest.raises(UserError, match=r"no split 'test'.*train, val"):
+        store.split("test")
+    with pytest.raises(UserError, match="does not exist"):
+        Store(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="manifest.json is missing"):
+        Store(tmp_path / "empty")
+    (tmp_path / "empty" / "manifest.json").write_text("{not json")
+    with pytest.raises(UserError, match="cannot be read"):
+        Store(tmp_path / "empty")
+    (tmp_path / "empty" / "manifest.json").write_text(json.dumps({"kind": "alexnet-store", "format_version": 1}))
+    with pytest.raises(UserError, match="malformed"):
+        Store(tmp_path / "empty")
+    with pytest.raises(UserError, match="uint8"):
+        write_store(tmp_path / "bad", {"train": (np.zeros((2, S, S, 3), np.float32), np.zeros(2))}, CLASSES)
+
+
+def test_stats_match_numpy_in_memory(small_store) -> None:
+    store, splits = small_store
+    images = splits["train"][0].astype(np.float64)
+    st = store.stats()
+    assert st.count == 23
+    assert st.mean_image.dtype == np.float32 and st.mean_image.shape == (S, S, 3)
+    np.testing.assert_allclose(st.mean_image, images.mean(axis=0), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(st.channel_mean, images.reshape(-1, 3).mean(axis=0), rtol=1e-6)
+    cov = np.cov(images.reshape(-1, 3), rowvar=False, bias=True)
+    np.testing.assert_allclose(st.covariance, cov, rtol=1e-10)
+    assert st.covariance.dtype == np.float64
+    assert np.all(np.diff(st.eigenvalues) <= 0), "eigenvalues descending"
+    for i in range(3):  # columns are eigenvectors p_i of the covariance, unit length
+        np.testing.assert_allclose(cov @ st.eigenvectors[:, i], st.eigenvalues[i] * st.eigenvectors[:, i], atol=1e-8)
+    np.testing.assert_allclose(st.eigenvectors.T @ st.eigenvectors, np.eye(3), atol=1e-12)
+    with np.load(store.path / "stats.npz") as z:
+        assert "0..255" in str(z["units"]) and str(z["split"]) == "train"
+
+
+def test_stats_come_only_from_the_training_split(tmp_path: Path) -> None:
+    train, val = _data(4, 5), _data(4, 6)
+    val[0][:] = 255
+    st = write_store(tmp_path / "s", {"train": train, "val": val}, CLASSES).stats()
+    np.testing.assert_allclose(st.mean_image, train[0].mean(axis=0), atol=1e-4)
+    no_train = write_store(tmp_path / "t", {"test": val}, CLASSES)
+    with pytest.raises(UserError, match="no statistics"):
+        no_train.stats()
+
+
+def test_rewriting_gives_identical_bytes(tmp_path: Path) -> None:
+    splits = {"train": _data(9, 2)}
+    digests = []
+    for name in ("a", "b"):
+        write_store(tmp_path / name, splits, CLASSES, shard_size=4)
+        digests.append({p.relative_to(tmp_path / name).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                        for p in sorted((tmp_path / name).rglob("*")) if p.is_file()})
+    assert digests[0] == digests[1]
+    assert "stats.npz" in digests[0]
+
+
+def test_verify_detects_a_flipped_byte(small_store) -> None:
+    store, _ = small_store
+    assert verify_store(store.path) == []
+    shard = store.path / "val" / "shard-00001.npy"
+    data = bytearray(shard.read_bytes())
+    data[-7] ^= 0x01
+    shard.write_bytes(bytes(data))
+    problems = verify_store(store.path)
+    assert len(problems) == 1 and "val/shard-00001.npy" in problems[0] and "checksum" in problems[0]
+    (store.path / "train" / "shard-00002.npy").unlink()
+    assert any("train/shard-00002.npy" in p for p in verify_store(store.path))
+
+
+def test_jpeg_format_round_trip(tmp_path: Path) -> None:
+    yy, xx = np.mgrid[0:32, 0:32]
+    smooth = np.stack([(xx * 8) % 256, (yy * 8) % 256, ((xx + yy) * 4) % 256], -1).astype(np.uint8)
+    images = np.stack([smooth, smooth[::-1], smooth[:, ::-1]])
+    store = write_store(tmp_path / "j", {"train": (images, np.array([0, 1, 2]))}, CLASSES, fmt="jpeg", shard_size=2)
+    assert store.manifest["format"] == "jpeg" and store.manifest["jpeg_quality"] == 95
+    got = store.split("train").read(np.array([2, 0]))
+    assert got.shape == (2, 32, 32, 3)
+    assert np.abs(got.astype(int) - images[[2, 0]].astype(int)).mean() < 3.0
+    assert verify_store(store.path) == []
+    assert store.stats().count == 3

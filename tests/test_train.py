@@ -1,0 +1,128 @@
+"""Training runs: run directory, exact resume, atomic checkpoints, health checks, schedule."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet.checkpoint import load_file, load_model
+from alexnet.config import load_config
+from alexnet.errors import UserError
+from alexnet.train import HealthError, HealthMonitor, Trainer, load_run_config, topk_errors, train
+
+TINY = [
+    "data.crop=16", "data.workers=0", "model.width=0.125", "model.fc_units=32",
+    "optim.batch_size=16", "optim.lr=0.05", "schedule.max_epochs=2", "run.log_every=2",
+    "run.health_window=0", "run.device=cpu",
+]
+
+
+def tiny_config(store: Path, *extra: str):
+    return load_config("paper", [f'data.store="{store}"', *TINY, *extra])
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "checkpoints" / "last.pt")["model"]
+
+
+def test_run_directory_contents(tiny_store, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    state = train(tiny_config(tiny_store.path), run, progress=False)
+    assert state.done and state.epoch == 2 and state.step == 2 * (96 // 16)
+    for name in ("config.toml", "run.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "model.safetensors", "model.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    info = json.loads((run / "run.json").read_text())
+    assert info["reading"] == "paper" and info["seed"] == 0 and "torch" in info["versions"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert len(epochs) == 2 and {"val_top1_error", "val_top5_error", "train_loss", "lr"} <= set(epochs[0])
+    model, _ = load_model(run)
+    assert model.spec.num_classes == 4
+
+
+def test_resume_is_bit_identical(tiny_store, tmp_path: Path) -> None:
+    """Stop after 5 steps (mid-epoch), resume, and end with the same weights as an uninterrupted run."""
+    whole = tmp_path / "whole"
+    train(tiny_config(tiny_store.path), whole, progress=False)
+    parts = tmp_path / "parts"
+    state = train(tiny_config(tiny_store.path, "run.max_steps=5"), parts, progress=False)
+    assert not state.done and state.step == 5 and state.batch == 5
+    config = load_run_config(parts, ["run.max_steps=0"])
+    state = train(config, parts, resume=True, progress=False)
+    assert state.done
+    a, b = weights(whole), weights(parts)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    va = load_file(whole / "checkpoints" / "last.pt")["optimizer"]
+    vb = load_file(parts / "checkpoints" / "last.pt")["optimizer"]
+    for k in va["state"]:
+        assert torch.equal(va["state"][k]["velocity"], vb["state"][k]["velocity"])
+
+
+def test_periodic_checkpoints_and_atomicity(tiny_store, tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(tiny_store.path, "run.checkpoint_every=2", "run.max_steps=4"), run, progress=False)
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    assert load_file(run)["state"]["step"] == 4
+
+    def dying_save(obj, f, *a, **k):  # a kill in the middle of writing
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_run_config(run, ["run.max_steps=6"]), run, resume=True, progress=False)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_existing_run_directory_is_not_overwritten(tiny_store, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(tiny_store.path, "run.max_steps=1"), run, progress=False)
+    with pytest.raises(UserError, match="already exists.*--resume"):
+        train(tiny_config(tiny_store.path), run, progress=False)
+
+
+def test_diverging_loss_stops_with_a_message(tiny_store, tmp_path: Path) -> None:
+    with pytest.raises(HealthError, match="loss became (nan|inf)"):
+        train(tiny_config(tiny_store.path, "optim.lr=1e12"), tmp_path / "run", progress=False)
+
+
+def test_loss_stuck_at_chance_is_detected(tiny_store, tmp_path: Path) -> None:
+    with pytest.raises(HealthError, match=r"stayed at ln\(4\)"):
+        train(tiny_config(tiny_store.path, "optim.lr=1e-9", "run.health_window=4"), tmp_path / "run", progress=False)
+
+
+def test_health_monitor_window() -> None:
+    m = HealthMonitor(num_classes=1000, window=3)
+    chance = math.log(1000)
+    for step, factor in enumerate([1.0, 1.01, 0.90, 1.0, 1.0], start=1):
+        m.check(chance * factor, step)  # a window holding the 0.90 step has moved 3%: no alarm
+    with pytest.raises(HealthError, match=r"ln\(1000\) = 6.908 for 3 steps"):
+        m.check(chance, 6)
+    with pytest.raises(HealthError, match="loss became nan"):
+        HealthMonitor(num_classes=10, window=0).check(float("nan"), 1)
+
+
+def test_topk_errors() -> None:
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.05, 0.15], [0.2, 0.3, 0.5]])
+    labels = torch.tensor([1, 2, 0])
+    assert topk_errors(logits, labels, (1, 2)) == [2, 1]
+
+
+def test_bad_store_and_bad_config_are_user_errors(tiny_store, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        train(tiny_config(tmp_path / "nowhere"), tmp_path / "r1", progress=False)
+    with pytest.raises(UserError, match="num_classes is 7 but store"):
+        train(tiny_config(tiny_store.path, "model.num_classes=7"), tmp_path / "r2", progress=False)
+    with pytest.raises(UserError, match="data.crop 99 is larger"):
+        train(tiny_config(tiny_store.path, "data.crop=99"), tmp_path / "r3", progress=False)
+    with pytest.raises(UserError, match="variant: unknown value"):
+        train(tiny_config(tiny_store.path, "model.variants=wide"), tmp_path / "r4", progress=False)
