@@ -173,6 +173,7 @@ def test_other_variants_shapes() -> None:
     six = build_model(ModelSpec(variants=("conv6",))).eval()
     names = [n for n, _ in six.named_children()]
     assert names.index("conv6") == names.index("pool5") + 1
+    assert names[names.index("conv6") + 1] == "relu_conv6" and names[names.index("fc6") + 1] == "relu6"
     assert not any(isinstance(m, LocalResponseNorm) for m in build_model(ModelSpec(variants=("no-lrn",))).modules())
     assert not any(isinstance(m, nn.Dropout) for m in build_model(ModelSpec(variants=("no-dropout",))).modules())
     assert "conv4" not in dict(build_model(ModelSpec(variants=("no-conv4",))).named_children())
@@ -198,3 +199,24 @@ def test_bad_arguments_are_one_clear_error() -> None:
     with pytest.raises(UserError, match=f"input_size: .* smallest it can take is {smallest}"):
         ModelSpec(input_size=smallest - 1)
     ModelSpec(input_size=smallest)
+
+
+def test_fan_in_init_keeps_the_paper_gain() -> None:
+    from alexnet.model import paper_fan_ins
+
+    torch.manual_seed(0)
+    spec = ModelSpec(input_size=32, width=0.25, fc_units=256, num_classes=10, init="fan-in")
+    model = build_model(spec)
+    fans = paper_fan_ins(spec)
+    assert fans["conv2"] == 48 * 5 * 5 and fans["fc6"] == 256 * 6 * 6 and fans["fc7"] == ARCH.fc_units
+    for name in ("conv2", "conv3", "fc6", "fc7"):
+        w = getattr(model, name).weight
+        gain = w.std().item() * w[0].numel() ** 0.5
+        assert gain == pytest.approx(INIT.weight_std * fans[name] ** 0.5, rel=0.1), name
+    # the full-size network is unchanged by the rule
+    torch.manual_seed(0)
+    a = build_model(ModelSpec(init="fan-in")).conv2.weight
+    torch.manual_seed(0)
+    assert torch.equal(a, build_model(ModelSpec()).conv2.weight)
+    with pytest.raises(UserError, match="init: unknown value"):
+        ModelSpec(init="xavier")

@@ -22,6 +22,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "alexnet.commands.demo",
     "alexnet.commands.train",
     "alexnet.commands.eval",
+    "alexnet.commands.ensemble",
+    "alexnet.commands.predict",
+    "alexnet.commands.finetune",
+    "alexnet.commands.export",
 )
 
 

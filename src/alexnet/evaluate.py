@@ -2,9 +2,19 @@
 
 Ten-patch prediction averages the *softmax outputs* of the four corner
 patches, the centre patch and their reflections (§4.1).  Results are printed
-in the shape of the paper's Table 2 and saved as JSON and Markdown, with the
-averaged probabilities of every image (``probs_centre.npy``, ``probs_ten.npy``)
-so that ensembles need no recomputation, and per-class errors.
+in the shape of the paper's Table 2 and saved in an output folder ``OUT``:
+
+    OUT/eval.json           errors per mode, per-class errors, the class table, provenance
+    OUT/eval.md             the Table 2-shaped table and the per-class table (Markdown)
+    OUT/probs_centre.npy    float32 (N, C): softmax of the centre patch, per image
+    OUT/probs_ten.npy       float32 (N, C): softmax averaged over the ten patches, per image
+    OUT/labels.npy          int64 (N,): the true class of every image
+    OUT/predictions.tsv     per image: index, source path, label, top-1 class, p(label)
+
+so that ``alexnet ensemble`` needs no recomputation.  Under ``torchrun`` every
+process evaluates a contiguous share of the split (each image exactly once),
+the shares' probabilities are summed across processes (every other row is
+zero) and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +34,50 @@ from alexnet.checkpoint import load_model
 from alexnet.config import DataConfig, config_from_dict
 from alexnet.data import Augmentation, EvalBatches, loader
 from alexnet.errors import UserError
-from alexnet.store import Store
+from alexnet.paper import ARCH, RESULTS, ErrorPair
+from alexnet.store import Stats, Store
+
+#: Row names of the modes in the tables.
+MODE_NAMES = {"centre": "1 CNN, centre patch", "ten": "1 CNN, ten patches (§4.1)"}
+
+#: The paper's own rows (§6, Tables 1 and 2), shown in italics under tables of 1000-class results.
+PAPER_ROWS: tuple[tuple[str, ErrorPair], ...] = (
+    ("paper: 1 CNN, ILSVRC-2010 test, centre only (footnote 5)", RESULTS.ilsvrc2010_test_1crop),
+    ("paper: 1 CNN, ILSVRC-2010 test, ten patches", RESULTS.ilsvrc2010_test_10crop),
+    ("paper: 1 CNN, ILSVRC-2012 val", RESULTS.ilsvrc2012_val_1cnn),
+    ("paper: 5 CNNs, ILSVRC-2012 val", RESULTS.ilsvrc2012_val_5cnn),
+)
+
+
+def error_table(rows: Sequence[tuple[str, float, float]], split: str, images: int, num_classes: int) -> str:
+    """Markdown table shaped like the paper's Table 2: Model | Top-1 (split) | Top-5 (split), in percent.
+
+    ``rows`` hold (name, top-1 error, top-5 error) as fractions.  With the
+    paper's class count the paper's own results are appended in italics, as
+    Table 2 sets others' results.
+    """
+    lines = [f"| Model ({images} images, {num_classes} classes) | Top-1 ({split}) | Top-5 ({split}) |",
+             "|---|---|---|"]
+    for name, e1, e5 in rows:
+        lines.append(f"| {name} | {100 * e1:.1f}% | {100 * e5:.1f}% |")
+    if num_classes == ARCH.num_classes:
+        for name, pair in PAPER_ROWS:
+            lines.append(f"| *{name}* | *{pair.top1:.1f}%* | *{pair.top5:.1f}%* |")
+    return "\n".join(lines)
+
+
+def topk_hits(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(N,) bool: whether each label is among the k highest scores (ties: the lower class index first)."""
+    k = min(k, probs.shape[1])
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return (top == labels[:, None]).any(1)
+
+
+def topk_error_rates(probs: np.ndarray, labels: np.ndarray, ks: tuple[int, int] = (1, 5)) -> tuple[float, float]:
+    """Top-1 and top-5 error of (N, C) scores against (N,) labels (fractions)."""
+    if len(labels) == 0:
+        return (float("nan"), float("nan"))
+    return tuple(float(1 - topk_hits(probs, labels, k).mean()) for k in ks)  # type: ignore[return-value]
 
 
 @dataclass
@@ -35,6 +88,11 @@ class EvalResult:
     labels: np.ndarray
     probs: dict[str, np.ndarray] = field(default_factory=dict)
     classes: list[tuple[str, str]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return next(iter(self.probs.values())).shape[1] if self.probs else len(self.classes)
 
     def errors(self) -> dict[str, float]:
         out = {}
@@ -44,42 +102,61 @@ class EvalResult:
         return out
 
     def per_class(self, mode: str) -> list[dict[str, Any]]:
-        pred = self.probs[mode].argmax(1)
+        """Top-1 and top-5 error of each class's images (None for a class without images)."""
+        p = self.probs[mode]
+        hit1, hit5 = topk_hits(p, self.labels, 1), topk_hits(p, self.labels, 5)
         rows = []
-        for c, (wnid, name) in enumerate(self.classes):
+        classes = self.classes or [(str(c), str(c)) for c in range(p.shape[1])]
+        for c, (wnid, name) in enumerate(classes):
             mask = self.labels == c
             n = int(mask.sum())
             rows.append({"class": c, "wnid": wnid, "name": name, "images": n,
-                         "top1_error": float((pred[mask] != c).mean()) if n else None})
+                         "top1_error": float(1 - hit1[mask].mean()) if n else None,
+                         "top5_error": float(1 - hit5[mask].mean()) if n else None})
         return rows
 
     def table(self) -> str:
         """Markdown table shaped like the paper's Table 2 (error rates in percent)."""
         errs = self.errors()
-        lines = [f"| Model ({self.split}, {len(self.labels)} images) | Top-1 | Top-5 |", "|---|---|---|"]
-        names = {"centre": "1 CNN, centre patch", "ten": "1 CNN, ten patches (§4.1)"}
-        for mode in self.probs:
-            lines.append(f"| {names.get(mode, mode)} | {100 * errs[f'{mode}_top1_error']:.1f}% | "
-                         f"{100 * errs[f'{mode}_top5_error']:.1f}% |")
+        rows = [(MODE_NAMES.get(m, m), errs[f"{m}_top1_error"], errs[f"{m}_top5_error"]) for m in self.probs]
+        return error_table(rows, self.split, len(self.labels), self.num_classes)
+
+    def per_class_table(self, mode: str | None = None) -> str:
+        mode = mode or ("ten" if "ten" in self.probs else next(iter(self.probs)))
+        lines = [f"| class | wnid | name | images | top-1 error ({mode}) | top-5 error ({mode}) |",
+                 "|---|---|---|---|---|---|"]
+        for r in self.per_class(mode):
+            e1 = "—" if r["top1_error"] is None else f"{100 * r['top1_error']:.1f}%"
+            e5 = "—" if r["top5_error"] is None else f"{100 * r['top5_error']:.1f}%"
+            lines.append(f"| {r['class']} | {r['wnid']} | {r['name']} | {r['images']} | {e1} | {e5} |")
         return "\n".join(lines)
 
     def save(self, out: Path, extra: dict[str, Any] | None = None) -> None:
+        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         for mode, p in self.probs.items():
             np.save(out / f"probs_{mode}.npy", p.astype(np.float32))
-        np.save(out / "labels.npy", self.labels)
-        summary = {"split": self.split, "images": int(len(self.labels)), **self.errors(), **(extra or {}),
+        np.save(out / "labels.npy", self.labels.astype(np.int64))
+        summary = {"split": self.split, "images": int(len(self.labels)), "num_classes": self.num_classes,
+                   "modes": list(self.probs), **self.errors(), **(extra or {}),
+                   "classes": [list(c) for c in self.classes],
                    "per_class": {mode: self.per_class(mode) for mode in self.probs}}
         (out / "eval.json").write_text(json.dumps(summary, indent=2))
-        (out / "eval.md").write_text(self.table() + "\n")
+        (out / "eval.md").write_text(self.table() + "\n\nPer class:\n\n" + self.per_class_table() + "\n")
+        self._save_predictions(out / "predictions.tsv")
 
-
-def topk_error_rates(probs: np.ndarray, labels: np.ndarray, ks: tuple[int, int] = (1, 5)) -> tuple[float, float]:
-    """Top-1 and top-5 error of (N, C) scores against (N,) labels."""
-    k = min(max(ks), probs.shape[1])
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    hit = top == labels[:, None]
-    return tuple(float(1 - hit[:, : min(kk, k)].any(1).mean()) for kk in ks)  # type: ignore[return-value]
+    def _save_predictions(self, path: Path) -> None:
+        mode = "ten" if "ten" in self.probs else next(iter(self.probs))
+        p = self.probs[mode]
+        names = [w for w, _ in self.classes] or [str(c) for c in range(p.shape[1])]
+        top = p.argmax(1)
+        lines = [f"index\tpath\tlabel\tpredicted_{mode}\tp_label\tp_predicted"]
+        for i, (y, t) in enumerate(zip(self.labels.tolist(), top.tolist())):
+            src = self.paths[i] if i < len(self.paths) else ""
+            label = names[y] if 0 <= y < len(names) else str(y)
+            p_label = f"{p[i, y]:.6f}" if 0 <= y < p.shape[1] else ""
+            lines.append(f"{i}\t{src}\t{label}\t{names[t]}\t{p_label}\t{p[i, t]:.6f}")
+        path.write_text("\n".join(lines) + "\n")
 
 
 def ten_patch_probabilities(model: nn.Module, views: Tensor) -> Tensor:
@@ -90,6 +167,7 @@ def ten_patch_probabilities(model: nn.Module, views: Tensor) -> Tensor:
 
 
 def _dist() -> tuple[int, int]:
+    """(rank, world size), joining the process group torchrun describes if not yet joined."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -97,6 +175,20 @@ def _dist() -> tuple[int, int]:
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def choose_device(name: str) -> torch.device:
+    """``auto`` -> this process's GPU (``LOCAL_RANK`` under torchrun) if there is one, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available; use cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device: unknown value {name!r}; allowed: auto, cpu, cuda, cuda:N") from None
 
 
 @torch.no_grad()
@@ -112,13 +204,17 @@ def evaluate_model(
     device: torch.device | None = None,
     workers: int = 0,
     progress: bool = True,
+    stats: Stats | None = None,
 ) -> EvalResult:
-    """Probabilities of every image of ``split`` with each mode; under torchrun each image is counted once."""
+    """Probabilities of every image of ``split`` with each mode; under torchrun each image is counted once.
+
+    ``stats``: the training set's statistics for mean subtraction (default: ``store``'s).
+    """
     rank, world = _dist()
     device = device or torch.device("cpu")
     model = model.to(device).eval()
     part = store.split(split)
-    augment = Augmentation.from_config(data, store.stats(), reading)
+    augment = Augmentation.from_config(data, stats if stats is not None else store.stats(), reading)
     n = len(part)
     probs: dict[str, np.ndarray] = {}
     for mode in modes:
@@ -133,12 +229,63 @@ def evaluate_model(
             x = x.to(device)
             p = ten_patch_probabilities(model, x) if mode == "ten" else model(x).float().softmax(1)
             out[idx.numpy()] = p.cpu().numpy()
-        if world > 1:  # every rank filled its own rows; the others are zero
+        if world > 1:  # every rank filled its own rows; the others are zero, so the sum is exact
             t = torch.from_numpy(out).to(device)
             dist.all_reduce(t)
             out = t.cpu().numpy()
         probs[mode] = out
-    return EvalResult(split, part.labels.copy(), probs, store.classes)
+    try:
+        paths = part.paths()
+    except (OSError, KeyError):
+        paths = []
+    return EvalResult(split, part.labels.copy(), probs, list(store.classes), paths)
+
+
+def check_classes(ckpt: dict[str, Any], store: Store) -> None:
+    """UserError unless ``store`` has the checkpoint's classes in the checkpoint's order."""
+    known = [tuple(c) for c in ckpt.get("classes", [])]
+    store_classes = [tuple(c) for c in store.classes]
+    if known and store_classes != known:
+        known_ids = {k[0] for k in known}
+        unknown = [w for w, _ in store_classes if w not in known_ids]
+        if unknown:
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            detail = f"classes the checkpoint does not know: {', '.join(unknown[:5])}{more}"
+        elif len(store_classes) != len(known):
+            detail = f"{len(store_classes)} classes, the checkpoint {len(known)}"
+        else:
+            detail = "the checkpoint's classes in another order"
+        raise UserError(f"store {store.path} does not match the checkpoint {ckpt['path']}: the store has {detail}")
+    if not known:
+        num = ckpt.get("model_spec", {}).get("num_classes")
+        if num is not None and num != store.num_classes:
+            raise UserError(f"store {store.path} has {store.num_classes} classes but the checkpoint "
+                            f"{ckpt['path']} was trained for {num}")
+
+
+def training_stats(ckpt: dict[str, Any], fallback: Store | None = None) -> tuple[Stats, str]:
+    """The training set's statistics for mean subtraction, and where they came from.
+
+    In order: a mean image saved in the checkpoint (``mean_image``), the
+    checkpoint's training store (``config.data.store``), then ``fallback``
+    (usually the store being evaluated, whose stats come from its own training split).
+    """
+    mean = ckpt.get("mean_image")
+    if mean is not None:
+        mean = np.asarray(mean.numpy() if isinstance(mean, Tensor) else mean, dtype=np.float32)
+        zero3 = np.zeros(3)
+        return Stats(mean, mean.reshape(-1, 3).mean(0), np.zeros((3, 3)), zero3, np.eye(3), 0), "the checkpoint"
+    store_path = (ckpt.get("config") or {}).get("data", {}).get("store", "")
+    if store_path and Path(store_path).is_dir():
+        try:
+            train_store = Store(store_path)
+            return train_store.stats(), f"training store {train_store.path}"
+        except UserError:
+            pass
+    if fallback is not None:
+        return fallback.stats(), f"store {fallback.path}"
+    raise UserError(f"the checkpoint {ckpt['path']} holds no mean image and its training store "
+                    f"{store_path or '(none recorded)'} is gone; pass the training store with --store")
 
 
 def evaluate_checkpoint(
@@ -152,24 +299,31 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool = True,
 ) -> EvalResult:
-    """Load a run or checkpoint, evaluate it on ``store_path``, and save the results in ``out``."""
+    """Load a run or checkpoint, evaluate it on ``store_path``, and save the results in ``out`` (rank 0)."""
+    for mode in modes:
+        if mode not in MODE_NAMES:
+            raise UserError(f"patches: unknown value {mode!r}; allowed: {', '.join(MODE_NAMES)}")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     model, ckpt = load_model(source)
     store = Store(store_path)
-    known = [tuple(c) for c in ckpt.get("classes", [])]
-    if known and [tuple(c) for c in store.classes] != known:
-        unknown = [w for w, _ in store.classes if w not in {k[0] for k in known}]
-        detail = f"classes it does not know: {', '.join(unknown[:5])}" if unknown else "its classes in another order"
-        raise UserError(f"store {store.path} does not match the checkpoint {ckpt['path']}: the store has {detail}")
+    check_classes(ckpt, store)
     if split is None:
         split = next((s for s in ("val", "test") if s in store.splits()), None)
         if split is None:
             raise UserError(f"store {store.path} has no val or test split; name one with --split")
     data = config_from_dict(ckpt["config"]).data if "config" in ckpt else DataConfig()
-    if data.crop != model.spec.input_size:
-        data.crop = model.spec.input_size
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    data.crop = model.spec.input_size
+    if store.image_size < data.crop:
+        raise UserError(f"store {store.path} holds {store.image_size}x{store.image_size} images, smaller than "
+                        f"the network's {data.crop}x{data.crop} input")
+    stats, _ = training_stats(ckpt, store)
+    if stats.mean_image.shape[0] != store.image_size:
+        stats = store.stats()  # the training store was prepared at another size: use this store's mean
+    dev = choose_device(device)
     result = evaluate_model(model, store, split=split, data=data, reading=model.spec.reading, modes=modes,
-                            batch_size=batch_size, device=dev, progress=progress)
+                            batch_size=batch_size, device=dev, progress=progress, stats=stats)
     if out is not None and _dist()[0] == 0:
-        result.save(Path(out), {"checkpoint": ckpt["path"], "store": str(store.path)})
+        result.save(Path(out), {"checkpoint": ckpt["path"], "store": str(store.path),
+                                "reading": model.spec.reading, "mean": data.mean})
     return result

@@ -276,11 +276,13 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
             LRN_PARAMS.n, LRN_PARAMS.alpha, LRN_PARAMS.beta, LRN_PARAMS.k,
             convention=spec.reading, groups=spec.columns,
         )
+        # conv6's ReLU must not take fc6's name "relu6"
+        relu_name = "relu_conv6" if plan.name == "conv6" else f"relu{idx}"
         if lrn and code2012 and plan.name == "conv1":
             layers[f"lrn{idx}"] = norm  # the 2012 code normalised conv1 before its ReLU
-            layers[f"relu{idx}"] = act()
+            layers[relu_name] = act()
         else:
-            layers[f"relu{idx}"] = act()
+            layers[relu_name] = act()
             if lrn:
                 layers[f"lrn{idx}"] = norm
         if lrn and code2012 and plan.name == "conv2":

@@ -342,6 +342,8 @@ class Trainer:
             "rng": rng_state(),
             "config": self.config.to_dict(),
             "classes": [list(c) for c in self.store.classes],
+            # so that eval, predict and export work after the training store is gone
+            "mean_image": torch.from_numpy(np.asarray(self.store.stats().mean_image, dtype=np.float32)),
         }
 
     def save_checkpoint(self, name: str = "last.pt") -> None:

@@ -1,0 +1,23 @@
+"""``alexnet export``: ONNX or TorchScript, checked against PyTorch on a random batch."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexnet.export import export
+
+    report = export(args.source, args.out, fmt=args.format, batch=args.batch)
+    print(report.summary())
+    print(f"sidecar: {args.out}.json (input size, preprocessing, classes)")
+    return 0 if report.ok else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("export", help="export to ONNX or TorchScript and check it against PyTorch")
+    parser.add_argument("source", help="a run directory or a checkpoint file")
+    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    parser.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
+    parser.add_argument("--batch", type=int, default=4, help="random batch size for the check (default 4)")
+    parser.set_defaults(func=run)

@@ -1,0 +1,37 @@
+"""``alexnet finetune``: pre-train then fine-tune (§6): new output layer, optionally a sixth conv layer."""
+
+from __future__ import annotations
+
+import argparse
+
+from alexnet.config import presets
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexnet.finetune import prepare_finetune
+
+    trainer = prepare_finetune(args.checkpoint, args.data, args.out, preset=args.preset, overrides=args.set,
+                               add_conv6=args.add_conv6, progress=not args.quiet)
+    info = trainer.finetune_info
+    print(f"copied {', '.join(info['copied_layers'])} from {info['source']}; "
+          f"new (§5 initialisation): {', '.join(info['new_layers'])}")
+    state = trainer.fit()
+    if state.done:
+        print(f"finished after epoch {state.epoch} ({state.stop_reason}); best validation top-1 error "
+              f"{state.best_top1:.4f}")
+    else:
+        print(f"paused at step {state.step}; continue with `alexnet train --resume {args.out}`")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("finetune", help="fine-tune a checkpoint on another class set (§6)")
+    parser.add_argument("checkpoint", help="run directory or checkpoint trained on the source classes")
+    parser.add_argument("--data", required=True, help="store of the new classes")
+    parser.add_argument("--out", required=True, help="run directory to create")
+    parser.add_argument("--add-conv6", action="store_true",
+                        help="add the sixth conv layer over the last pooling layer (§6), freshly initialised")
+    parser.add_argument("--preset", default="paper", help=f"training recipe: {', '.join(presets())} (default paper)")
+    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config key")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
