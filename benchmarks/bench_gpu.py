@@ -112,7 +112,7 @@ def run_pipeline(step: Step, store: Store, batch: int, steps: int, warmup: int, 
     start = None
     pin = step.device.type == "cuda"
     while done < warmup + steps:
-        ds = TrainBatches(split, batch_size=batch, seed=0, epoch=epoch, augment=None)
+        ds = TrainBatches(split, batch_size=batch, seed=0, epoch=epoch, augment=augment, raw=True)
         t_wait = time.perf_counter()
         for i, (x, y) in enumerate(loader(ds, workers=workers, pin_memory=pin)):
             if done == warmup:

@@ -126,3 +126,13 @@ def test_bad_store_and_bad_config_are_user_errors(tiny_store, tmp_path: Path) ->
         train(tiny_config(tiny_store.path, "data.crop=99"), tmp_path / "r3", progress=False)
     with pytest.raises(UserError, match="variant: unknown value"):
         train(tiny_config(tiny_store.path, "model.variants=wide"), tmp_path / "r4", progress=False)
+
+
+def test_augmenting_on_the_device_trains_the_same_network(tiny_store, tmp_path: Path) -> None:
+    """data.augment_device = "device" (the GPU path: raw uint8 batches, whole-batch augmentation in the
+    training process) uses the same draws as the workers' path, so on the CPU the runs are identical."""
+    a, b = tmp_path / "workers", tmp_path / "device"
+    train(tiny_config(tiny_store.path, "run.max_steps=3"), a, progress=False)
+    train(tiny_config(tiny_store.path, "run.max_steps=3", 'data.augment_device="device"'), b, progress=False)
+    wa, wb = weights(a), weights(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -82,7 +82,8 @@ def augmentation_generator(seed: int, epoch: int, batch: int, device: str | torc
 
 
 class TrainBatches(Dataset):
-    """Global batch ``i`` of an epoch, this rank's share, augmented (or raw uint8 if ``augment`` is None).
+    """Global batch ``i`` of an epoch, this rank's share, augmented (or raw uint8 when ``raw``, for
+    augmentation on the GPU with :meth:`draws`).
 
     The last incomplete batch is dropped, as with a fixed batch size of 128 (§5).
     Each rank takes a contiguous slice of the global batch, and the same slice of
@@ -97,14 +98,15 @@ class TrainBatches(Dataset):
         batch_size: int,
         seed: int,
         epoch: int,
-        augment: Augmentation | None,
+        augment: Augmentation,
         rank: int = 0,
         world: int = 1,
+        raw: bool = False,
     ) -> None:
         if batch_size % world:
             raise ValueError(f"global batch {batch_size} does not split over {world} ranks")
         self.split, self.batch_size, self.seed, self.epoch = split, batch_size, seed, epoch
-        self.augment, self.rank, self.world = augment, rank, world
+        self.augment, self.rank, self.world, self.raw = augment, rank, world, raw
         self.order = epoch_order(len(split), seed, epoch)
         self.local = batch_size // world
 
@@ -119,14 +121,13 @@ class TrainBatches(Dataset):
         idx = self.indices(i)
         images = self.split.read(idx)  # uint8 (b, S, S, 3)
         labels = torch.from_numpy(self.split.labels[idx])
-        if self.augment is None:
+        if self.raw:
             return torch.from_numpy(images), labels
         return self.augment.train(images, self.draws(i)), labels
 
     def draws(self, i: int) -> Draws:
         """This rank's share of global batch ``i``'s draws: the same numbers whatever the world size."""
         g = augmentation_generator(self.seed, self.epoch, i)
-        assert self.augment is not None
         return self.augment.draws(self.batch_size, g).slice(self.rank * self.local, (self.rank + 1) * self.local)
 
 

@@ -384,7 +384,7 @@ class Trainer:
         on_device = cfg.data.augment_device == "device"
         dataset = TrainBatches(
             self.train_split, batch_size=cfg.optim.batch_size, seed=cfg.run.seed, epoch=epoch,
-            augment=None if on_device else self.augment, rank=self.ctx.rank, world=self.ctx.world,
+            augment=self.augment, rank=self.ctx.rank, world=self.ctx.world, raw=on_device,
         )
         dl = loader(dataset, workers=cfg.data.workers, start=self.state.batch, pin_memory=self.device.type == "cuda")
         bar = None
