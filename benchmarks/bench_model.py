@@ -4,10 +4,13 @@ Runs, in one process, with the same batch, threads and allocator settings:
   ours        -- the paper network (alexnet.model, our LocalResponseNorm)
   torch-lrn   -- the same network with torch.nn.LocalResponseNorm (alpha converted)
   torchvision -- torchvision.models.alexnet() (single column, no LRN)
-and prints images/s and the ratios ours/torchvision and ours/torch-lrn.  The
-three are interleaved round by round so that machine noise hits all of them.
+and prints images/s and the ratios ours/torchvision and ours/torch-lrn.  Each
+network runs in both memory formats, NCHW (PyTorch's default) and channels-last
+(NHWC, model and input converted alike), and the ratios are given per format and
+between each network's faster format.  All runs are interleaved round by round so
+that machine noise hits all of them; the best round counts.
 
-    python benchmarks/bench_model.py [--batch 64] [--rounds 3] [--steps 2]
+    python benchmarks/bench_model.py [--batch 64] [--rounds 3] [--steps 2] [--formats nchw,nhwc]
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from torch import nn
 
 from alexnet.lrn import LocalResponseNorm
 from alexnet.model import ModelSpec, build_model
-from alexnet.paper import LRN_PARAMS
 from alexnet.runtime import tune_cpu_allocator
 
 
@@ -53,38 +55,54 @@ def step_time(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: 
     return (time.perf_counter() - start) / steps
 
 
+FORMATS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--formats", default="nchw,nhwc", help="comma-separated subset of nchw,nhwc")
     parser.add_argument("--no-allocator-tuning", action="store_true")
     args = parser.parse_args()
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if not formats or any(f not in FORMATS for f in formats):
+        parser.error(f"--formats: choose from {', '.join(FORMATS)}")
     tuned = False if args.no_allocator_tuning else tune_cpu_allocator()
     torch.manual_seed(0)
     import torchvision
 
-    models = {
-        "ours": build_model(ModelSpec()),
-        "torch-lrn": with_torch_lrn(build_model(ModelSpec())),
-        "torchvision": torchvision.models.alexnet(),
+    builders = {
+        "ours": lambda: build_model(ModelSpec()),
+        "torch-lrn": lambda: with_torch_lrn(build_model(ModelSpec())),
+        "torchvision": lambda: torchvision.models.alexnet(),
     }
     x = torch.randn(args.batch, 3, 224, 224)
     y = torch.randint(0, 1000, (args.batch,))
-    opts = {k: torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9) for k, m in models.items()}
-    times: dict[str, list[float]] = {k: [] for k in models}
-    for name, model in models.items():  # warm-up
-        step_time(model, opts[name], x, y, 1)
+    runs: dict[tuple[str, str], tuple[nn.Module, torch.Tensor]] = {}
+    for fmt in formats:
+        for name, build in builders.items():
+            torch.manual_seed(0)
+            runs[name, fmt] = (build().to(memory_format=FORMATS[fmt]), x.contiguous(memory_format=FORMATS[fmt]))
+    opts = {key: torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9) for key, (m, _) in runs.items()}
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
+    for key, (model, xin) in runs.items():  # warm-up: the allocator's heap needs two steps to settle
+        step_time(model, opts[key], xin, y, 2)
     for _ in range(args.rounds):
-        for name, model in models.items():
-            times[name].append(step_time(model, opts[name], x, y, args.steps))
-    speed = {k: args.batch / min(v) for k, v in times.items()}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"allocator tuning {'on' if tuned else 'off'}, best of {args.rounds} rounds x {args.steps} steps")
-    for name, s in speed.items():
-        print(f"  {name:<12} {s:7.1f} images/s")
-    print(f"  ratio ours/torchvision = {speed['ours'] / speed['torchvision']:.2f}")
-    print(f"  ratio ours/torch-lrn   = {speed['ours'] / speed['torch-lrn']:.2f}")
+        for key, (model, xin) in runs.items():
+            times[key].append(step_time(model, opts[key], xin, y, args.steps))
+    speed = {key: args.batch / min(v) for key, v in times.items()}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads ({torch.get_num_interop_threads()} interop), "
+          f"batch {args.batch}, allocator tuning {'on' if tuned else 'off'}, "
+          f"best of {args.rounds} rounds x {args.steps} steps (images/s, training step: forward, backward, SGD)")
+    print(f"  {'images/s':<24}" + "".join(f"{fmt:>8}" for fmt in formats) + "    best")
+    best = {name: max(speed[name, fmt] for fmt in formats) for name in builders}
+    for name in builders:
+        print(f"  {name:<24}" + "".join(f"{speed[name, fmt]:8.1f}" for fmt in formats) + f"{best[name]:8.1f}")
+    for other in ("torchvision", "torch-lrn"):
+        ratios = "".join(f"{speed['ours', fmt] / speed[other, fmt]:8.2f}" for fmt in formats)
+        print(f"  {'ratio ours/' + other:<24}" + ratios + f"{best['ours'] / best[other]:8.2f}")
 
 
 if __name__ == "__main__":

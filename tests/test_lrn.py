@@ -103,3 +103,48 @@ def test_same_map_norm_matches_loop() -> None:
 def test_unknown_convention_is_a_user_error() -> None:
     with pytest.raises(UserError, match="allowed: paper, code2012"):
         LocalResponseNorm(convention="caffe")
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("n", [LRN_PARAMS.n, 4])
+def test_channels_last_input_gives_the_same_values_and_layout(groups: int, n: int) -> None:
+    g = torch.Generator().manual_seed(4)
+    a = torch.relu(torch.randn(2, 8, 3, 5, generator=g, dtype=torch.float64)) * 40
+    p = LRN_PARAMS
+    layer = LocalResponseNorm(n, p.alpha, p.beta, p.k, groups=groups)
+    a_cl = a.contiguous(memory_format=torch.channels_last).requires_grad_()
+    a_cf = a.clone().requires_grad_()
+    out_cl, out_cf = layer(a_cl), layer(a_cf)
+    assert out_cl.is_contiguous(memory_format=torch.channels_last)  # no layout copy
+    if n % 2:  # the printed formula's window i - n/2 .. i + n/2 is defined for odd n
+        expected = torch.cat([lrn_by_loop(c, n, p.alpha, p.beta, p.k) for c in a.chunk(groups, 1)], 1)
+        assert torch.allclose(out_cl, expected, rtol=0, atol=1e-12)
+    assert torch.allclose(out_cl, out_cf, rtol=0, atol=1e-12)
+    weight = torch.randn(a.shape, generator=g, dtype=torch.float64)
+    (out_cl * weight).sum().backward()
+    (out_cf * weight).sum().backward()
+    assert a_cl.grad is not None and a_cf.grad is not None
+    assert torch.allclose(a_cl.grad, a_cf.grad, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(layer, (a_cl.detach().clone().requires_grad_(),))
+
+
+def test_channels_last_gradient_with_an_nchw_upstream_gradient() -> None:
+    g = torch.Generator().manual_seed(5)
+    a = (torch.randn(2, 6, 4, 3, generator=g, dtype=torch.float64) * 30).contiguous(memory_format=torch.channels_last)
+    layer = LocalResponseNorm(groups=2)
+    # the permute makes the incoming gradient's layout differ from the input's
+    f = lambda x: layer(x).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).sin()  # noqa: E731
+    assert torch.autograd.gradcheck(f, (a.requires_grad_(),))
+
+
+def test_float32_channels_last_model_matches_nchw() -> None:
+    from alexnet.model import ModelSpec, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(input_size=64, width=0.25, fc_units=64, num_classes=10)).eval()
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        model.to(memory_format=torch.channels_last)
+        got = model(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-5)

@@ -136,3 +136,13 @@ def test_augmenting_on_the_device_trains_the_same_network(tiny_store, tmp_path: 
     train(tiny_config(tiny_store.path, "run.max_steps=3", 'data.augment_device="device"'), b, progress=False)
     wa, wb = weights(a), weights(b)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resuming_at_the_step_budget_takes_no_step(tiny_store, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(tiny_store.path, "run.max_steps=3"), run, progress=False)
+    before = weights(run)
+    state = train(load_run_config(run), run, resume=True, progress=False)
+    assert state.step == 3
+    after = weights(run)
+    assert all(torch.equal(before[k], after[k]) for k in before)

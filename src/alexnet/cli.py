@@ -26,6 +26,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "alexnet.commands.predict",
     "alexnet.commands.finetune",
     "alexnet.commands.export",
+    "alexnet.commands.features",
+    "alexnet.commands.neighbours",
+    "alexnet.commands.codes",
+    "alexnet.commands.kernels",
+    "alexnet.commands.report",
+    "alexnet.commands.experiment",
 )
 
 

@@ -4,22 +4,30 @@
 
 ``torch.nn.LocalResponseNorm`` builds this from several autograd ops (square,
 pad, avg_pool3d, mul, add, pow, div) and differentiates each of them; on the
-CPU that costs several times conv1 itself (facts.md).  Here the forward pass is
-three memory passes plus the ``n - 1`` shifted adds of the window sum, and the
-backward pass is the closed form
+CPU that costs several times conv1 itself (facts.md).  Each elementwise op is
+a memory-bound pass over conv1's maps (74 MB at batch 64), so the layer makes
+as few passes as it can: the forward pass is ``n`` fused multiply-adds for
+``d = k + alpha * window_sum(a^2)``, three passes for ``d^-beta`` and one for
+the output ``b``; the backward pass is the closed form
 
     dL/da[i] = g[i] * d[i]^-beta
-               - 2 * alpha * beta * a[i] * sum_{j : i in window(j)} g[j] * a[j] * d[j]^(-beta - 1)
+               - 2 * alpha * beta * a[i] * sum_{j : i in window(j)} g[j] * b[j] / d[j]
 
-with ``d = k + alpha * window_sum(a^2)``.  The window is symmetric for odd
+(``b[j] / d[j] = a[j] * d[j]^(-beta - 1)``) in ``n + 3`` passes, reusing ``d``,
+``d^-beta`` and ``b`` from the forward pass.  The window is symmetric for odd
 ``n``, so the inner sum is again a window sum (of the transposed window for
 even ``n``).
+
+Both memory formats run without a layout copy: the window runs over dim 2 of
+an (N, G, C/G, H*W) view of NCHW input or of an (N*H*W, G, C/G) view of
+channels-last (NHWC) input, and the output keeps the input's format.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from alexnet.errors import UserError
@@ -31,20 +39,49 @@ from alexnet.paper import LRN_PARAMS
 CONVENTIONS: tuple[str, ...] = ("paper", "code2012")
 
 
-def window_sum(x: Tensor, before: int, after: int, dim: int = 1) -> Tensor:
+def _shifts(before: int, after: int, size: int) -> list[int]:
+    """The window's offsets other than 0 that fit in ``size``: +1..+after, then -1..-before."""
+    return list(range(1, min(after, size - 1) + 1)) + [-s for s in range(1, min(before, size - 1) + 1)]
+
+
+def _shifted(out: Tensor, x: Tensor, shift: int, dim: int) -> tuple[Tensor, Tensor]:
+    """The views ``out[i]`` and ``x[i + shift]`` along ``dim``, over the ``i`` where both exist."""
+    m = x.shape[dim] - abs(shift)
+    if shift > 0:
+        return out.narrow(dim, 0, m), x.narrow(dim, shift, m)
+    return out.narrow(dim, -shift, m), x.narrow(dim, 0, m)
+
+
+def window_sum(x: Tensor, before: int, after: int, dim: int = 1, out: Tensor | None = None) -> Tensor:
     """Sum over ``i - before <= j <= i + after`` (clipped at the ends) along ``dim``.
 
-    Written as ``before + after`` in-place shifted adds of contiguous blocks:
-    on the CPU a fresh 70 MB tensor costs about as much as seven elementwise
-    passes (page faults), so the layer allocates as little as it can.
+    The centre and the first offset are added in one pass straight into ``out``
+    (no clone of ``x``); every further offset is one in-place add of contiguous
+    blocks, so the whole sum is ``before + after`` passes.
     """
-    out = x.clone()
-    size = x.shape[dim]
-    for shift in range(1, min(after, size - 1) + 1):
-        out.narrow(dim, 0, size - shift).add_(x.narrow(dim, shift, size - shift))
-    for shift in range(1, min(before, size - 1) + 1):
-        out.narrow(dim, shift, size - shift).add_(x.narrow(dim, 0, size - shift))
+    out = torch.empty_like(x) if out is None else out
+    shifts = _shifts(before, after, x.shape[dim])
+    if not shifts:
+        return out.copy_(x)
+    first = shifts[0]
+    o, xs = _shifted(out, x, first, dim)
+    torch.add(_shifted(x, x, first, dim)[0], xs, out=o)
+    # the |first| end positions that offset does not reach hold x alone
+    start = x.shape[dim] - first if first > 0 else 0
+    out.narrow(dim, start, abs(first)).copy_(x.narrow(dim, start, abs(first)))
+    for shift in shifts[1:]:
+        o, xs = _shifted(out, x, shift, dim)
+        o.add_(xs)
     return out
+
+
+def _denominator(a: Tensor, before: int, after: int, alpha: float, k: float, dim: int) -> Tensor:
+    """``k + alpha * window_sum(a^2)`` as one ``addcmul`` per window offset (no squared copy of ``a``)."""
+    d = torch.addcmul(a.new_full((), k), a, a, value=alpha)
+    for shift in _shifts(before, after, a.shape[dim]):
+        o, xs = _shifted(d, a, shift, dim)
+        o.addcmul_(xs, xs, value=alpha)
+    return d
 
 
 def inverse_power(d: Tensor, beta: float, out: Tensor) -> Tensor:
@@ -60,34 +97,57 @@ def inverse_power(d: Tensor, beta: float, out: Tensor) -> Tensor:
     return torch.pow(d, -beta, out=out)
 
 
+def _channels_last(a: Tensor) -> bool:
+    """Whether ``a`` is worked on in its NHWC layout (NCHW-contiguous wins where both hold)."""
+    return a.dim() == 4 and not a.is_contiguous() and a.is_contiguous(memory_format=torch.channels_last)
+
+
+def _columns(x: Tensor, groups: int, nhwc: bool) -> Tensor:
+    """A view of ``x`` with the channels of each column along dim 2: (N, G, C/G, H*W) or (N*H*W, G, C/G)."""
+    if nhwc:
+        n, c, h, w = x.shape
+        return x.permute(0, 2, 3, 1).view(n * h * w, groups, c // groups)
+    return x.view(x.shape[0], groups, x.shape[1] // groups, -1)
+
+
+def _uncolumns(v: Tensor, shape: torch.Size, nhwc: bool) -> Tensor:
+    """Inverse of :func:`_columns` for a contiguous ``v``: back to ``shape`` in the same layout."""
+    if nhwc:
+        n, c, h, w = shape
+        return v.view(n, h, w, c).permute(0, 3, 1, 2)
+    return v.view(shape)
+
+
 class _LRNFunction(torch.autograd.Function):
     """Cross-map LRN with the closed-form backward of the module docstring."""
 
     @staticmethod
     def forward(ctx, a: Tensor, n: int, alpha: float, beta: float, k: float, groups: int) -> Tensor:  # type: ignore[override]
         before, after = n // 2, (n - 1) // 2
-        shape = a.shape
-        a = a.contiguous().view(shape[0], groups, shape[1] // groups, -1)  # (N, G, C/G, H*W)
-        sq = torch.mul(a, a)  # reused below for the output
-        d = window_sum(sq, before, after, dim=2)
-        d.mul_(alpha).add_(k)  # d = k + alpha * sum a^2
-        b = inverse_power(d, beta, out=sq).mul_(a)
-        ctx.save_for_backward(a, d)
-        ctx.lrn = (before, after, alpha, beta, shape)
-        return b.view(shape)
+        nhwc = _channels_last(a)
+        if not nhwc:
+            a = a.contiguous()
+        av = _columns(a, groups, nhwc)
+        d = _denominator(av, before, after, alpha, k, dim=2)
+        scale = inverse_power(d, beta, out=torch.empty_like(d))  # d^-beta
+        b = torch.mul(av, scale)
+        ctx.save_for_backward(av, d, scale, b)
+        ctx.lrn = (before, after, alpha, beta, a.shape, nhwc)
+        return _uncolumns(b, a.shape, nhwc)
 
     @staticmethod
+    @once_differentiable  # the closed form is built from saved tensors: no second derivative
     def backward(ctx, g: Tensor):  # type: ignore[override]
-        a, d = ctx.saved_tensors
-        before, after, alpha, beta, shape = ctx.lrn
-        g = g.contiguous().view(a.shape)
-        scale = inverse_power(d, beta, out=torch.empty_like(d))  # d^-beta
-        t = torch.mul(g, a).mul_(scale).div_(d)  # g_j a_j d_j^(-beta-1)
+        av, d, scale, b = ctx.saved_tensors
+        before, after, alpha, beta, shape, nhwc = ctx.lrn
+        g = g.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+        gv = _columns(g, av.shape[1], nhwc)
+        t = torch.mul(gv, b).div_(d)  # g_j b_j / d_j = g_j a_j d_j^(-beta-1)
         # i lies in window(j) iff j - before <= i <= j + after: the transposed window.
         inner = window_sum(t, after, before, dim=2)
-        grad = torch.mul(g, scale, out=t)
-        grad.sub_(inner.mul_(a).mul_(2.0 * alpha * beta))
-        return grad.view(shape), None, None, None, None, None
+        grad = torch.mul(gv, scale, out=t)
+        grad.addcmul_(av, inner, value=-2.0 * alpha * beta)
+        return _uncolumns(grad, shape, nhwc), None, None, None, None, None
 
 
 def local_response_norm(

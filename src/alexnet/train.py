@@ -479,6 +479,8 @@ class Trainer:
         cfg = self.config
         try:
             while not self.state.done:
+                if cfg.run.max_steps and self.state.step >= cfg.run.max_steps:
+                    break  # e.g. resumed at its budget: not one step more
                 epoch = self.state.epoch
                 t0 = time.perf_counter()
                 train_metrics = self.train_epoch(epoch)

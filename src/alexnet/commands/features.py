@@ -1,0 +1,30 @@
+"""``alexnet features``: fc7 activity of every image of a split, memory-mapped and resumable (§6.1)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run(args: argparse.Namespace) -> int:
+    from alexnet.features import extract_features
+
+    fs = extract_features(args.checkpoint, args.data, args.out, split=args.split, batch_size=args.batch_size,
+                          limit=args.limit, device=args.device, progress=not args.quiet)
+    m = fs.meta
+    print(f"{len(fs)} x {fs.dim} {m['layer']} features of {m['split']} of {m['store']} "
+          f"(checkpoint sha256 {m['checkpoint_sha256'][:12]}) in {fs.path}/features.npy")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("features", help="last hidden layer (fc7) features of every image, for retrieval (§6.1)")
+    p.add_argument("checkpoint", help="a run directory or a checkpoint file")
+    p.add_argument("data", help="a store written by `alexnet prepare`")
+    p.add_argument("--split", default=None, help="split to extract (default: train, else val, else test)")
+    p.add_argument("--out", required=True, help="folder for features.npy, labels, paths and features.json; "
+                                                "rerun with the same folder to resume")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of the split")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)

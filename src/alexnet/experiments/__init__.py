@@ -1,0 +1,68 @@
+"""Named, seeded, resumable experiments reproducing the paper's claims (``alexnet experiment NAME``).
+
+Each experiment is a module with ``DESCRIPTION``, ``SEEDS`` (default seed count
+per budget), ``BUDGETS`` (``quick`` and ``full`` parameter dicts) and
+``run(ctx, params)``; :data:`REGISTRY` maps its command-line name to the module.
+See :mod:`alexnet.experiments.common` for the run directory layout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from alexnet.errors import UserError, choice_error
+from alexnet.experiments.common import BUDGETS, Context
+
+#: command-line name -> module
+REGISTRY: dict[str, str] = {
+    "relu-tanh": "alexnet.experiments.relu_tanh",
+    "lrn": "alexnet.experiments.lrn",
+    "ablations": "alexnet.experiments.ablations",
+    "patches-ensembles": "alexnet.experiments.patches_ensembles",
+    "imagenette": "alexnet.experiments.imagenette",
+    "fashion-mnist": "alexnet.experiments.fashion_mnist",
+}
+
+
+def module(name: str) -> ModuleType:
+    if name not in REGISTRY:
+        raise choice_error("experiment", name, REGISTRY)
+    return importlib.import_module(REGISTRY[name])
+
+
+def parameters(name: str, budget: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The budget's parameters with ``KEY=VALUE`` overrides (TOML values), checked against the known keys."""
+    if budget not in BUDGETS:
+        raise choice_error("--budget", budget, BUDGETS)
+    params = dict(module(name).BUDGETS[budget])
+    for text in overrides or []:
+        if "=" not in text:
+            raise UserError(f"--param {text!r}: expected KEY=VALUE, e.g. max_steps=500")
+        key, raw = (s.strip() for s in text.split("=", 1))
+        if key not in params:
+            raise UserError(f"--param {key}: unknown key for {name}; valid keys: {', '.join(sorted(params))}")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        default = params[key]
+        if isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        if type(value) is not type(default):
+            raise UserError(f"--param {key}: must be {type(default).__name__} like {default!r}, got {raw!r}")
+        params[key] = value
+    return params
+
+
+def run_experiment(name: str, *, budget: str = "quick", out: str | Path | None = None, seeds: int | None = None,
+                   params: list[str] | None = None, **context: Any) -> dict[str, Any]:
+    """Run (or continue) experiment ``name``; returns its results document (also written to OUT/results.json)."""
+    mod = module(name)
+    p = parameters(name, budget, params)
+    out = Path(out) if out is not None else Path("runs") / "experiments" / f"{name}-{budget}"
+    ctx = Context(name=name, out=out, budget=budget, seeds=seeds, **context)
+    return mod.run(ctx, p)

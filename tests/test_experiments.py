@@ -1,0 +1,219 @@
+"""``alexnet experiment``: every experiment's quick path on tiny generated data (seconds each)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alexnet.errors import UserError
+from alexnet.experiments import REGISTRY, parameters, run_experiment
+from alexnet.paper import CIFAR
+from conftest import make_store
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("stores")
+    make_store(root / "cifar", train=160, val=48, size=32, classes=4)
+    make_store(root / "imagenette", train=48, val=16, size=64, classes=4, seed=1)
+    return {"cifar10-32": root / "cifar", "imagenette-256": root / "imagenette"}
+
+
+def _check(doc: dict, out: Path, capsys, keys: tuple[str, ...]) -> dict:
+    assert (out / "results.json").is_file() and (out / "results.md").is_file()
+    saved = json.loads((out / "results.json").read_text())
+    for key in ("experiment", "budget", "seeds", "runs", "environment", "results", "table", "wall_seconds"):
+        assert key in saved, key
+    for key in ("torch", "python", "cpu_count", "cpu_model", "gpu", "torch_threads"):
+        assert key in saved["environment"], key
+    for key in keys:
+        assert key in saved["results"], key
+    assert saved["runs"] >= 1
+    png = out / saved["plot"]
+    assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size < 200_000
+    printed = capsys.readouterr().out
+    assert saved["table"].splitlines()[0] in printed and "|---" in printed
+    return saved
+
+
+def _run(name, out, stores, params, seeds=None, cache=None):
+    return run_experiment(name, budget="quick", out=out, seeds=seeds, params=params, stores=stores,
+                          cache=cache or out.parent / "cache", threads=1)
+
+
+def test_registry_lists_the_six_experiments():
+    assert set(REGISTRY) == {"relu-tanh", "lrn", "ablations", "patches-ensembles", "imagenette", "fashion-mnist"}
+    for name in REGISTRY:
+        for budget in ("quick", "full"):
+            assert parameters(name, budget)
+
+
+def test_parameters_reject_unknown_keys_and_types():
+    with pytest.raises(UserError, match="unknown key"):
+        parameters("lrn", "quick", ["nope=1"])
+    with pytest.raises(UserError, match="must be int"):
+        parameters("lrn", "quick", ["steps=fast"])
+    with pytest.raises(UserError, match="unknown value"):
+        parameters("nonesuch", "quick")
+    assert parameters("lrn", "quick", ["lr=1"])["lr"] == 1.0
+
+
+def test_relu_tanh_quick_and_resume(tmp_path, stores, capsys):
+    out = tmp_path / "relu-tanh"
+    params = ["max_steps=12", "window=4", "relu_lrs=[0.05]", "tanh_lrs=[0.05]", "batch_size=16", "train_images=0"]
+    doc = _run("relu-tanh", out, stores, params)
+    saved = _check(doc, out, capsys, ("ratio_tanh_over_relu", "best", "sweep", "target_train_error"))
+    assert {r["activation"] for r in saved["results"]["sweep"]} == {"relu", "tanh"}
+    assert saved["results"]["target_train_error"] == CIFAR.relu_tanh_target_train_error
+    marker = out / "runs" / "relu-lr0.05-seed0" / "result.json"
+    before = marker.stat().st_mtime_ns
+    _run("relu-tanh", out, stores, params)  # finished sub-runs are skipped
+    assert marker.stat().st_mtime_ns == before
+
+
+def test_small_network_resumes_after_interruption(tmp_path, stores, monkeypatch):
+    import torch
+
+    from alexnet.experiments import smallnet
+    from alexnet.experiments.smallnet import SmallRun, cifar_tensors, train_small
+
+    data = cifar_tensors(stores["cifar10-32"], ("train",))["train"]
+    cfg = SmallRun(lr=0.05, steps=8, batch_size=16, checkpoint_every=4, window=4, threads=1)
+    whole = train_small(tmp_path / "whole", cfg, data)
+    real_batch = smallnet._batch
+
+    def interrupted(x, y, step, c):
+        if step == 6:
+            raise KeyboardInterrupt
+        return real_batch(x, y, step, c)
+
+    monkeypatch.setattr(smallnet, "_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_small(tmp_path / "cut", cfg, data)
+    assert (tmp_path / "cut" / "last.pt").is_file() and not (tmp_path / "cut" / "result.json").exists()
+    monkeypatch.setattr(smallnet, "_batch", real_batch)
+    resumed = train_small(tmp_path / "cut", cfg, data)
+    assert resumed["steps"] == whole["steps"] == 8
+    assert not (tmp_path / "cut" / "last.pt").exists()
+    a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_lrn_quick(tmp_path, stores, capsys):
+    out = tmp_path / "lrn"
+    doc = _run("lrn", out, stores, ["steps=6", "batch_size=16", "train_images=0", "test_images=0"], seeds=2)
+    saved = _check(doc, out, capsys, ("summary", "lrn_gain", "runs"))
+    assert len(saved["results"]["runs"]) == 4 and saved["seeds"] == [0, 1]
+    assert set(saved["results"]["summary"]) == {"with LRN", "without LRN"}
+    assert all(0 <= e <= 1 for r in saved["results"]["runs"] for e in [r["test_error"]])
+
+
+def test_ablations_quick(tmp_path, stores, capsys):
+    out = tmp_path / "ablations"
+    doc = _run("ablations", out, stores, ["max_steps=2", "batch_size=16", 'variants=["baseline", "pool2", "no-pca"]'])
+    saved = _check(doc, out, capsys, ("summary", "runs"))
+    assert set(saved["results"]["summary"]) == {"baseline", "pool2", "no-pca"}
+    for r in saved["results"]["runs"]:
+        assert r["status"] == "finished" and 0 <= r["test_error"] <= 1 and 0 <= r["train_error"] <= 1
+    cfg = json.loads((out / "runs" / "pool2-seed0" / "done.json").read_text())["config"]
+    assert cfg["model"]["variants"] == ["pool2"] and cfg["run"]["max_steps"] == 2
+    # a larger step budget continues the finished sub-runs from their checkpoints instead of restarting
+    _run("ablations", out, stores, ["max_steps=4", "batch_size=16", 'variants=["baseline"]'])
+    done = json.loads((out / "runs" / "baseline-seed0" / "done.json").read_text())
+    assert done["steps"] == 4 and done["resumed"]
+    with pytest.raises(UserError, match="unknown ablation"):
+        _run("ablations", tmp_path / "bad", stores, ['variants=["wings"]'])
+
+
+def test_patches_ensembles_quick(tmp_path, stores, capsys):
+    out = tmp_path / "pe"
+    doc = _run("patches-ensembles", out, stores, ["max_steps=2", "batch_size=16", "ks=[2]"], seeds=2)
+    saved = _check(doc, out, capsys, ("singles", "ensembles"))
+    assert len(saved["results"]["singles"]) == 2
+    assert {"k2_ten", "k2_centre"} <= set(saved["results"]["ensembles"])
+    probs = [np.load(out / "runs" / f"net-seed{s}" / "eval-val" / "probs_ten.npy") for s in (0, 1)]
+    labels = np.load(out / "runs" / "net-seed0" / "eval-val" / "labels.npy")
+    expected = float((np.mean(probs, axis=0).argmax(1) != labels).mean())
+    assert saved["results"]["ensembles"]["k2_ten"]["top1"] == pytest.approx(expected)
+
+
+def test_imagenette_quick(tmp_path, stores, capsys):
+    out = tmp_path / "imagenette"
+    doc = _run("imagenette", out, stores, ["max_steps=2", "batch_size=16"])
+    saved = _check(doc, out, capsys, ("per_seed", "goal_reached", "kernels"))
+    r = saved["results"]["per_seed"][0]
+    assert 0 <= r["ten_top1_error"] <= 1 and 0 <= r["centre_top1_error"] <= 1
+    if saved["results"]["kernels"]:
+        assert (out / "conv1-kernels-seed0.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def write_idx_pair(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape
+    with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">IIII", 2051, n, h, w) + images.astype(np.uint8).tobytes())
+    with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", 2049, n) + labels.astype(np.uint8).tobytes())
+
+
+def _fake_fashion(folder: Path) -> None:
+    from conftest import quadrant_images
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 160), ("t10k", 48)):
+        x, y = quadrant_images(n, 28, 4, rng)
+        write_idx_pair(folder, prefix, x[..., 0], y)
+
+
+def test_idx_reader(tmp_path):
+    from alexnet.fashion_mnist import load, read_idx
+
+    _fake_fashion(tmp_path)
+    x = read_idx(tmp_path / "train-images-idx3-ubyte.gz")
+    assert x.shape == (160, 28, 28) and x.dtype == np.uint8
+    data = load(tmp_path)
+    assert data["train"][0].shape == (160, 28, 28, 3) and data["test"][1].shape == (48,)
+    assert (data["train"][0][..., 0] == data["train"][0][..., 2]).all()
+    (tmp_path / "bad.gz").write_bytes(gzip.compress(b"\0\0\0\1" * 4))
+    with pytest.raises(UserError, match="not an IDX"):
+        read_idx(tmp_path / "bad.gz")
+    with pytest.raises(UserError, match="dataset-fashion-mnist"):
+        load(tmp_path / "missing")
+
+
+def test_fashion_mnist_quick_imports_idx(tmp_path, capsys):
+    idx = tmp_path / "idx"
+    _fake_fashion(idx)
+    out = tmp_path / "fm"
+    doc = run_experiment("fashion-mnist", budget="quick", out=out, params=[
+        f'idx_dir="{idx}"', "max_steps=3", "batch_size=16", "train_images=0", "val_images=0"],
+        cache=tmp_path / "cache", threads=1)
+    saved = _check(doc, out, capsys, ("per_seed", "goal_reached", "test_accuracy_ten_mean"))
+    assert (tmp_path / "cache" / "fashion-mnist-28").is_dir()
+    assert saved["results"]["per_seed"][0]["test_images"] == 48
+
+
+def test_budget_mismatch_and_cli(tmp_path, stores, capsys):
+    from alexnet.cli import main
+
+    assert main(["experiment", "--list"]) == 0
+    assert "relu-tanh" in capsys.readouterr().out
+    out = tmp_path / "lrn"
+    code = main(["experiment", "lrn", "--out", str(out), "--store", f"cifar10-32={stores['cifar10-32']}",
+                 "--param", "steps=2", "--param", "batch_size=16", "--param", "train_images=0",
+                 "--param", "test_images=0", "--cache", str(tmp_path / "cache"), "--quiet", "--threads", "1"])
+    assert code == 0
+    assert "results:" in capsys.readouterr().out
+    assert main(["experiment", "lrn", "--budget", "full", "--out", str(out), "--store",
+                 f"cifar10-32={stores['cifar10-32']}"]) == 2
+    assert "quick run" in capsys.readouterr().err
+    assert main(["experiment", "nonesuch"]) == 2
