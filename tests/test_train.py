@@ -80,7 +80,7 @@ def test_periodic_checkpoints_and_atomicity(tiny_store, tmp_path: Path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         train(load_run_config(run, ["run.max_steps=6"]), run, resume=True, progress=False)
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
-    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temporary left
 
 
 def test_existing_run_directory_is_not_overwritten(tiny_store, tmp_path: Path) -> None:
