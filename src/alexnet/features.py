@@ -168,6 +168,7 @@ def extract_features(
     from alexnet.checkpoint import load_model
     from alexnet.config import DataConfig, config_from_dict
     from alexnet.data import Augmentation
+    from alexnet.evaluate import choose_device
     from alexnet.store import Store
 
     if batch_size < 1:
@@ -182,8 +183,7 @@ def extract_features(
     data = config_from_dict(ckpt["config"]).data if "config" in ckpt else DataConfig()
     data.crop = model.spec.input_size
     augment = Augmentation.from_config(data, store.stats(), model.spec.reading)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = choose_device(device)
     model = model.to(dev).eval()
     dim = model.spec.fc_units
     meta = {

@@ -13,7 +13,7 @@ Two readings exist (see ``docs/fidelity.md``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

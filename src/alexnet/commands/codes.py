@@ -7,6 +7,8 @@ import argparse
 import platform
 from pathlib import Path
 
+from alexnet.commands.options import add_quiet
+
 
 def _bits(text: str) -> tuple[int, ...]:
     from alexnet.errors import UserError
@@ -57,5 +59,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", default="auto", choices=("auto", "numpy", "faiss"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="folder for retrieval.json/.md (default FEATURES/codes)")
-    p.add_argument("--quiet", action="store_true")
+    add_quiet(p)
     p.set_defaults(func=run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from alexnet.commands.options import add_quiet
+
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.demo import run_demo
@@ -17,5 +19,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="prepare -> train -> eval on built-in generated data (a few minutes on 2 cores)")
     parser.add_argument("--workdir", default="demo", help="folder for the generated images, store and run (default ./demo)")
     parser.add_argument("--quick", action="store_true", help="a smaller, shorter version (for tests)")
-    parser.add_argument("--quiet", action="store_true")
+    add_quiet(parser)
     parser.set_defaults(func=run)

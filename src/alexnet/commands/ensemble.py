@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from alexnet.commands.options import add_quiet
+
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.ensemble import ensemble
@@ -25,5 +27,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default=None, help="split of --data (default: val, else test)")
     parser.add_argument("--labels", help="labels .npy when no member has labels.npy beside it")
     parser.add_argument("--out", default="ensemble", help="output folder (default ./ensemble)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(parser)
     parser.set_defaults(func=run)

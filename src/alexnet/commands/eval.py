@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from alexnet.commands.options import add_device, add_quiet
+
 
 def default_out(source: str) -> Path:
     """RUN/eval for a run directory; RUN/eval for RUN/checkpoints/X.pt; else beside the file."""
@@ -49,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None,
                         help="folder for eval.json, eval.md, probs_*.npy, labels.npy (default RUN/eval)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: LOCAL_RANK's GPU)")
+    add_device(parser)
     parser.add_argument("--per-class", action="store_true", help="also print the per-class error table")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(parser)
     parser.set_defaults(func=run)

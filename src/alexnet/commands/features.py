@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from alexnet.commands.options import add_device, add_quiet
+
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.features import extract_features
@@ -25,6 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                 "rerun with the same folder to resume")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of the split")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
+    add_device(p)
+    add_quiet(p)
     p.set_defaults(func=run)

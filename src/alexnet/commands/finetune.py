@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.config import presets
+from alexnet.commands.options import add_quiet, add_recipe, training_outcome
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,11 +16,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"copied {', '.join(info['copied_layers'])} from {info['source']}; "
           f"new (§5 initialisation): {', '.join(info['new_layers'])}")
     state = trainer.fit()
-    if state.done:
-        print(f"finished after epoch {state.epoch} ({state.stop_reason}); best validation top-1 error "
-              f"{state.best_top1:.4f}")
-    else:
-        print(f"paused at step {state.step}; continue with `alexnet train --resume {args.out}`")
+    print(training_outcome(state, args.out))
     return 0
 
 
@@ -31,7 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="run directory to create")
     parser.add_argument("--add-conv6", action="store_true",
                         help="add the sixth conv layer over the last pooling layer (§6), freshly initialised")
-    parser.add_argument("--preset", default="paper", help=f"training recipe: {', '.join(presets())} (default paper)")
-    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config key")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_recipe(parser)
+    add_quiet(parser)
     parser.set_defaults(func=run)

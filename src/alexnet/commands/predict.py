@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from alexnet.commands.options import add_device
 from alexnet.errors import UserError
 
 
@@ -28,5 +29,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--store", help="training store for the mean image, if the checkpoint's is gone")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--figure", metavar="PNG", help="also draw the images and their top-5 bars (Figure 4, left)")
-    parser.add_argument("--device", default="auto")
+    add_device(parser)
     parser.set_defaults(func=run)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from alexnet.config import load_config, presets
+from alexnet.commands.options import add_quiet, add_recipe, training_outcome
+from alexnet.config import load_config
 from alexnet.errors import UserError
 
 
@@ -26,12 +27,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out is None:
             raise UserError("--out RUN is required: the run directory to create")
         state = train(config, Path(args.out), progress=not args.quiet)
-    if state.done:
-        print(f"finished after epoch {state.epoch} ({state.stop_reason}); best validation top-1 error "
-              f"{state.best_top1:.4f}")
-    else:
-        print(f"paused at step {state.step} (epoch {state.epoch + 1}, batch {state.batch}); "
-              f"continue with `alexnet train --resume {args.resume or args.out}`")
+    print(training_outcome(state, args.resume or args.out))
     return 0
 
 
@@ -43,10 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train a network with the paper's recipe (§4, §5)")
     parser.add_argument("--data", help="a store written by `alexnet prepare` (sets data.store)")
     parser.add_argument("--out", help="run directory to create")
-    parser.add_argument("--preset", default="paper", help=f"built-in config: {', '.join(presets())} (default paper)")
+    add_recipe(parser)
     parser.add_argument("--config", help="a TOML config file instead of a preset")
-    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                        help="override one config key, e.g. --set optim.lr=0.02 (repeatable)")
     parser.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(parser)
     parser.set_defaults(func=run)

@@ -13,7 +13,6 @@ ten patches) needs a GPU; on a CPU only a short stated budget is run.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from alexnet.experiments import common
