@@ -278,6 +278,15 @@ def evaluate_sub_run(ctx: Context, sub: str, store: Path, split: str,
     return json.loads(summary.read_text())
 
 
+def seed_record(done: dict[str, Any], ev: dict[str, Any], errors: Sequence[str], images_key: str,
+                **extra: Any) -> dict[str, Any]:
+    """One seed's entry in a results JSON: its training summary (``done.json``) and the named errors
+    (e.g. ``ten_top1_error``) and image count of its evaluation."""
+    return {"seed": done["seed"], "steps": done["steps"], "epochs_completed": done["epochs_completed"],
+            "status": done["status"], "train_wall_seconds": done["wall_seconds"],
+            **{name: ev[name] for name in errors}, **extra, images_key: ev["images"]}
+
+
 def history(run_dir: Path) -> list[dict[str, Any]]:
     from alexnet.train import read_history
 
@@ -435,6 +444,16 @@ def plot_history(ax: Any, hist: list[dict[str, Any]], label: str, colour: str | 
     if val:
         ax.plot([h["epoch"] for h in val], [h["val_top1_error"] for h in val], style, color=colour, marker="o",
                 markersize=3, linewidth=1.8, label=f"{label} val (centre)")
+
+
+def style_error_axes(ax: Any, title: str, ylabel: str = "top-1 error") -> None:
+    """The look every error-against-epochs plot shares: error from 0 to 1, a light grid, a small legend."""
+    ax.set_xlabel("epochs")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
 
 
 def _steps_per_epoch(hist: list[dict[str, Any]]) -> float:

@@ -49,10 +49,8 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
         done = common.train_sub_run(ctx, sub, config)
         ev = common.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"))
         tr = common.evaluate_sub_run(ctx, sub, store, "train_eval", ("centre",))
-        r = {"seed": seed, "steps": done["steps"], "epochs_completed": done["epochs_completed"],
-             "status": done["status"], "train_wall_seconds": done["wall_seconds"],
-             "centre_top1_error": ev["centre_top1_error"], "ten_top1_error": ev["ten_top1_error"],
-             "train_eval_top1_error": tr["centre_top1_error"], "test_images": ev["images"]}
+        r = common.seed_record(done, ev, ("centre_top1_error", "ten_top1_error"), "test_images",
+                               train_eval_top1_error=tr["centre_top1_error"])
         per_seed.append(r)
         rows.append([seed, r["steps"], r["epochs_completed"], common.pct(r["train_eval_top1_error"]),
                      common.pct(r["centre_top1_error"]), common.pct(r["ten_top1_error"]),
@@ -65,12 +63,7 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     mean_acc, _ = common.mean_std(acc)
     reached = mean_acc >= GOAL_ACCURACY
     ax.axhline(1 - GOAL_ACCURACY, color="grey", linestyle=":", linewidth=0.8)
-    ax.set_xlabel("epochs")
-    ax.set_ylabel("top-1 error")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("Fashion-MNIST, fashion-mnist preset", fontsize=9)
+    common.style_error_axes(ax, "Fashion-MNIST, fashion-mnist preset")
     plot = common.save_figure(fig, ctx.out / "fashion-mnist.png")
     table = (common.md_table(["seed", "steps", "epochs", "train error (2000 imgs, centre)", "test error centre",
                               "test error ten patches", "test accuracy (ten)", "train s"], rows)

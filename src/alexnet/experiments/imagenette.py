@@ -46,10 +46,8 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
             config.data.crop = Store(store).image_size
         done = common.train_sub_run(ctx, sub, config)
         ev = common.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"))
-        r = {"seed": seed, "steps": done["steps"], "epochs_completed": done["epochs_completed"],
-             "train_wall_seconds": done["wall_seconds"], "centre_top1_error": ev["centre_top1_error"],
-             "centre_top5_error": ev["centre_top5_error"], "ten_top1_error": ev["ten_top1_error"],
-             "ten_top5_error": ev["ten_top5_error"], "val_images": ev["images"]}
+        r = common.seed_record(done, ev, ("centre_top1_error", "centre_top5_error", "ten_top1_error",
+                                          "ten_top5_error"), "val_images")
         per_seed.append(r)
         rows.append([seed, r["steps"], r["epochs_completed"], common.pct(r["centre_top1_error"]),
                      common.pct(r["ten_top1_error"]), common.pct(r["ten_top5_error"]),
@@ -63,12 +61,7 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
             png = ctx.out / f"conv1-kernels-seed{seed}.png"
             summary = analyse_checkpoint(ctx.run_dir(sub) / "checkpoints" / "last.pt", png)
             kernels[sub] = {k: v for k, v in summary.items() if k not in ("per_kernel",)}
-    ax.set_xlabel("epochs")
-    ax.set_ylabel("top-1 error")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("Imagenette, full-size network (imagenette preset)", fontsize=9)
+    common.style_error_axes(ax, "Imagenette, full-size network (imagenette preset)")
     plot = common.save_figure(fig, ctx.out / "imagenette.png")
     acc = [1 - r["ten_top1_error"] for r in per_seed]
     reached = common.mean_std(acc)[0] >= GOAL_ACCURACY

@@ -157,10 +157,6 @@ def _plot(path: Path, runs: list[dict[str, Any]], best: dict[str, dict[str, Any]
         ax.plot(epochs, curve, styles[r["activation"]], color=colours[r["activation"]],
                 alpha=1.0 if is_best else 0.25, linewidth=1.8 if is_best else 0.8, label=label)
     ax.axhline(target, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("epochs")
-    ax.set_ylabel("training error rate")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("Figure 1: four-layer CNN on CIFAR-10 (ReLU solid, tanh dashed)", fontsize=9)
+    common.style_error_axes(ax, "Figure 1: four-layer CNN on CIFAR-10 (ReLU solid, tanh dashed)",
+                            ylabel="training error rate")
     return common.save_figure(fig, path)
