@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alexnet.codes import MethodResult, compare_feature_sets, save_results, table
+from alexnet.codes import CodeSettings, MethodResult, compare_feature_sets, save_results, table
 from alexnet.features import FeatureSet, extract_features
 from alexnet.neighbours import faiss_available, knn, precision_at_k
 from alexnet.paper import CODE2012
@@ -59,9 +59,9 @@ def main() -> None:
                           split=args.query_split, progress=True)
     print(f"features: {len(db)} database, {len(qs)} queries, {db.dim}-d ({time.perf_counter() - t0:.0f} s)")
     bits = tuple(int(b) for b in args.bits.split(","))
-    results, meta = compare_feature_sets(db.path, qs.path, k=args.k, bits=bits, pixels=True,
-                                         pixel_codes=not args.no_pixel_codes, epochs=args.epochs, engine="numpy",
-                                         max_queries=args.queries, train_rows=args.train_rows,
+    settings = CodeSettings(bits=bits, epochs=args.epochs, train_rows=args.train_rows, engine="numpy")
+    results, meta = compare_feature_sets(db.path, qs.path, k=args.k, settings=settings, pixels=True,
+                                         pixel_codes=not args.no_pixel_codes, max_queries=args.queries,
                                          progress=lambda line: print(line, flush=True))
     if faiss_available():
         fdb, fqs = FeatureSet.open(db.path), FeatureSet.open(qs.path)

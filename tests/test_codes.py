@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.codes import (BinaryAutoencoder, CodeModel, compare, hamming_brute_force, hamming_knn, popcount,
-                           train_codes)
+from alexnet.codes import (BinaryAutoencoder, CodeModel, CodeSettings, compare, hamming_brute_force, hamming_knn,
+                           popcount, train_codes)
 from alexnet.errors import UserError
 
 
@@ -58,6 +58,6 @@ def test_codes_retrieve_clusters(tmp_path) -> None:
     assert (CodeModel.load(tmp_path / "c.pt").encode(x) == codes).all()
     with pytest.raises(UserError, match="multiple of 8"):
         train_codes(x, 60)
-    res = compare({"v": x[100:]}, {"v": x[:100]}, labels[100:], labels[:100], k=5, bits=(64,), code_on=("v",),
-                  epochs=3, hidden=32)
+    res = compare({"v": x[100:]}, {"v": x[:100]}, labels[100:], labels[:100], k=5, code_on=("v",),
+                  settings=CodeSettings(bits=(64,), epochs=3, hidden=32))
     assert [r.bytes_per_item for r in res] == [160, 8] and all(0 <= r.precision <= 1 for r in res)

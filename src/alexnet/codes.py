@@ -243,6 +243,19 @@ def _timed(fn: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
+@dataclass(frozen=True)
+class CodeSettings:
+    """How the binary codes are learnt and searched: code lengths, the auto-encoder's size and training,
+    and the exact-search engine of the float baselines."""
+
+    bits: tuple[int, ...] = (64, 128, 256)
+    epochs: int = 10
+    hidden: int = 512
+    train_rows: int | None = None  # train the auto-encoder on a random subset of this many rows
+    engine: str = "auto"
+    seed: int = 0
+
+
 def compare(
     db_vectors: dict[str, np.ndarray],
     q_vectors: dict[str, np.ndarray],
@@ -250,13 +263,8 @@ def compare(
     q_labels: np.ndarray,
     *,
     k: int,
-    bits: tuple[int, ...] = (64, 128, 256),
     code_on: tuple[str, ...] = ("features",),
-    epochs: int = 10,
-    hidden: int = 512,
-    train_rows: int | None = None,
-    engine: str = "auto",
-    seed: int = 0,
+    settings: CodeSettings = CodeSettings(),
     progress: Any = None,
 ) -> list[MethodResult]:
     """precision@k, queries/s and bytes/item of exact Euclidean search on each kind of vector
@@ -267,14 +275,15 @@ def compare(
     results: list[MethodResult] = []
     nq = len(q_labels)
     for name, db in db_vectors.items():
-        nb, secs = _timed(lambda: knn(db, q_vectors[name], k, engine=engine))
+        nb, secs = _timed(lambda: knn(db, q_vectors[name], k, engine=settings.engine))
         results.append(MethodResult(f"{name}, exact L2 ({db.shape[1]}-d float32, {nb.engine})",
                                     precision_at(db_labels, nb.indices, q_labels), nq / secs,
                                     db.shape[1] * 4))
         say(results[-1].row())
     for name in code_on:
-        for b in bits:
-            model = train_codes(db_vectors[name], b, hidden=hidden, epochs=epochs, seed=seed, max_rows=train_rows)
+        for b in settings.bits:
+            model = train_codes(db_vectors[name], b, hidden=settings.hidden, epochs=settings.epochs,
+                                seed=settings.seed, max_rows=settings.train_rows)
             db_codes = model.encode(db_vectors[name])
             q_codes, enc_s = _timed(lambda: model.encode(q_vectors[name]))
             (_, idx), secs = _timed(lambda: hamming_knn(db_codes, q_codes, k))
@@ -302,15 +311,10 @@ def compare_feature_sets(
     queries: str | Path,
     *,
     k: int,
-    bits: tuple[int, ...] = (64, 128, 256),
+    settings: CodeSettings = CodeSettings(),
     pixels: bool = True,
     pixel_codes: bool = False,
     max_queries: int | None = None,
-    epochs: int = 10,
-    hidden: int = 512,
-    train_rows: int | None = None,
-    engine: str = "auto",
-    seed: int = 0,
     progress: Any = None,
 ) -> tuple[list[MethodResult], dict[str, Any]]:
     """Side by side on two feature folders (database, queries): raw fc7 features, binary codes of them,
@@ -321,7 +325,7 @@ def compare_feature_sets(
     check_same_model(db, qs)
     nq = len(qs) if max_queries is None else min(len(qs), max_queries)
     # a seeded random sample, not the first rows: stores are often ordered by class
-    q_rows = np.sort(np.random.default_rng(seed).choice(len(qs), nq, replace=False)) if nq < len(qs) \
+    q_rows = np.sort(np.random.default_rng(settings.seed).choice(len(qs), nq, replace=False)) if nq < len(qs) \
         else np.arange(nq)
     db_labels, q_labels = np.asarray(db.labels), np.asarray(qs.labels)[q_rows]
     if (db_labels < 0).any() or (q_labels < 0).any():
@@ -333,9 +337,10 @@ def compare_feature_sets(
         vec_db["pixels"] = pixel_vectors(db.store().split(db.meta["split"]), db.index, crop)
         vec_q["pixels"] = pixel_vectors(qs.store().split(qs.meta["split"]), qs.index[q_rows], crop)
     code_on = ("features",) + (("pixels",) if pixel_codes else ())
-    results = compare(vec_db, vec_q, db_labels, q_labels, k=k, bits=bits, code_on=code_on, epochs=epochs,
-                      hidden=hidden, train_rows=train_rows, engine=engine, seed=seed, progress=progress)
+    results = compare(vec_db, vec_q, db_labels, q_labels, k=k, code_on=code_on, settings=settings,
+                      progress=progress)
     meta = {"database": str(db.path), "queries": str(qs.path), "database_items": len(db), "queries_used": nq,
             "k": k, "checkpoint": db.meta.get("checkpoint"), "checkpoint_sha256": db.fingerprint,
-            "store": db.meta.get("store"), "epochs": epochs, "hidden": hidden, "seed": seed}
+            "store": db.meta.get("store"), "epochs": settings.epochs, "hidden": settings.hidden,
+            "seed": settings.seed}
     return results, meta

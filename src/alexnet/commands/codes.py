@@ -25,12 +25,13 @@ def _bits(text: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from alexnet.codes import compare_feature_sets, save_results, table
+    from alexnet.codes import CodeSettings, compare_feature_sets, save_results, table
 
+    settings = CodeSettings(bits=_bits(args.bits), epochs=args.epochs, hidden=args.hidden,
+                            train_rows=args.train_rows, engine=args.engine, seed=args.seed)
     results, meta = compare_feature_sets(
-        args.features, args.queries, k=args.k, bits=_bits(args.bits), pixels=not args.no_pixels,
-        pixel_codes=args.pixel_codes, max_queries=args.max_queries, epochs=args.epochs, hidden=args.hidden,
-        train_rows=args.train_rows, engine=args.engine, seed=args.seed,
+        args.features, args.queries, k=args.k, settings=settings, pixels=not args.no_pixels,
+        pixel_codes=args.pixel_codes, max_queries=args.max_queries,
         progress=None if args.quiet else (lambda line: print(line, flush=True)),
     )
     meta["machine"] = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
