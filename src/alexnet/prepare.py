@@ -158,6 +158,15 @@ class _Plan:
     notes: list[str]
 
 
+def _class_folders(folder: Path, hint: str) -> tuple[list[str], dict[str, int]]:
+    """The class names (sub-folder names, sorted) under ``folder`` and their label indices."""
+    _, class_dirs = _scan_files(folder)
+    classes = [d.name for d in class_dirs]
+    if not classes:
+        raise UserError(f"no class folders found in {folder}{hint}")
+    return classes, {c: i for i, c in enumerate(classes)}
+
+
 def _class_tree(folder: Path, src: Path, class_index: dict[str, int] | None, split: str,
                 rejected: list[tuple[str, str]]) -> tuple[list[_Item], dict[str, int]]:
     files, dirs = _scan_files(folder)
@@ -192,11 +201,7 @@ def _discover(src: Path, val_labels: Path | None, split_half: bool, seed: int) -
     train_dir = src / "train"
     if train_dir.is_dir():
         _, top_dirs = _scan_files(src)
-        _, class_dirs = _scan_files(train_dir)
-        classes = [d.name for d in class_dirs]
-        if not classes:
-            raise UserError(f"no class folders found in {train_dir}")
-        index = {c: i for i, c in enumerate(classes)}
+        classes, index = _class_folders(train_dir, "")
         pre["train"] = []
         splits["train"], per_class = _class_tree(train_dir, src, index, "train", pre["train"])
         for d in top_dirs:
@@ -223,11 +228,7 @@ def _discover(src: Path, val_labels: Path | None, split_half: bool, seed: int) -
     else:
         if val_labels is not None:
             raise UserError(f"--val-labels needs a flat {src / 'val'} folder beside {src / 'train'}")
-        _, class_dirs = _scan_files(src)
-        classes = [d.name for d in class_dirs]
-        if not classes:
-            raise UserError(f"no class folders found in {src} (expected SRC/train/<class>/ or SRC/<class>/)")
-        index = {c: i for i, c in enumerate(classes)}
+        classes, index = _class_folders(src, " (expected SRC/train/<class>/ or SRC/<class>/)")
         pre["train"] = []
         files, _ = _scan_files(src)
         for f in files:  # loose files beside class folders (name tables, readme) are not images to store
@@ -235,12 +236,12 @@ def _discover(src: Path, val_labels: Path | None, split_half: bool, seed: int) -
                 pre["train"].append((os.path.relpath(f.path, src), "file outside any class folder"))
         items: list[_Item] = []
         per_class = {}
-        for d in class_dirs:
-            cfiles, cdirs = _scan_files(Path(d.path))
+        for name in classes:
+            cfiles, cdirs = _scan_files(src / name)
             for sub in cdirs:
                 pre["train"].append((os.path.relpath(sub.path, src), "folder inside a class folder (not searched)"))
-            per_class[d.name] = len(cfiles)
-            items += [_stat_item(f, src, index[d.name]) for f in cfiles]
+            per_class[name] = len(cfiles)
+            items += [_stat_item(f, src, index[name]) for f in cfiles]
         splits["train"] = items
     empty = [c for c in classes if per_class.get(c, 0) == 0]
     if split_half:
