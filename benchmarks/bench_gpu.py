@@ -12,7 +12,11 @@
 
 Prints images/s for each, the ratios b/a and b/c, peak GPU memory and the share
 of (b)'s time spent waiting for data.  Levers: --amp bf16, --channels-last,
---compile (torch.compile of the model), cudnn.benchmark (always on).
+--compile (torch.compile of the model), cudnn.benchmark (always on), and the
+fused Triton LRN (alexnet.lrn_triton, used on CUDA by default): (a) is measured a
+second time with the LRN as separate passes, and the LRN layer alone (conv1's
+maps, forward + backward) is timed three ways: fused Triton kernels, our passes,
+and torch.nn.LocalResponseNorm.
 
 Without --store it writes a synthetic store and a JPEG tree of generated images
 (the demo's shapes at 256x256) into a temporary folder first, so it runs on a
@@ -36,6 +40,7 @@ import torch
 from torch import nn
 
 from alexnet.config import load_config
+from alexnet.lrn import LocalResponseNorm, local_response_norm
 from alexnet.data import Augmentation, TrainBatches, loader
 from alexnet.model import ModelSpec, build_model
 from alexnet.optim import PaperSGD, param_groups
@@ -99,6 +104,39 @@ def run_model_only(step: Step, batch: int, crop: int, classes: int, steps: int, 
         step(x, y)
     sync(step.device)
     return batch * steps / (time.perf_counter() - start)
+
+
+def set_lrn_engine(model: nn.Module, engine: str) -> None:
+    """Point every LRN layer of ``model`` at one implementation (alexnet.lrn.ENGINES)."""
+    for module in model.modules():
+        if isinstance(module, LocalResponseNorm):
+            module.engine = engine
+
+
+def time_lrn(device: torch.device, batch: int, dtype: torch.dtype, channels_last: bool,
+             repeats: int = 20) -> dict[str, float]:
+    """Seconds per forward + backward of conv1's LRN (batch x 96 x 55 x 55, two columns), three ways."""
+    from alexnet.lrn_triton import available
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    a = (torch.randn(batch, 96, 55, 55, device=device) * 20).to(dtype).contiguous(memory_format=fmt)
+    g = torch.randn_like(a)
+    reference = torch.nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)  # paper reading: alpha * n
+    ways = {"passes": lambda x: local_response_norm(x, groups=2, engine="torch"),
+            "torch.nn": lambda x: torch.cat([reference(h) for h in x.chunk(2, dim=1)], dim=1)}
+    if device.type == "cuda" and available():
+        ways = {"fused": lambda x: local_response_norm(x, groups=2, engine="triton"), **ways}
+    out = {}
+    for name, fn in ways.items():
+        for i in range(repeats + 3):
+            if i == 3:
+                sync(device)
+                start = time.perf_counter()
+            x = a.detach().requires_grad_()
+            fn(x).backward(g)
+        sync(device)
+        out[name] = (time.perf_counter() - start) / repeats
+    return out
 
 
 def run_pipeline(step: Step, store: Store, batch: int, steps: int, warmup: int, workers: int) -> tuple[float, float]:
@@ -184,6 +222,11 @@ def main() -> None:
         spec = ModelSpec(num_classes=store.num_classes)
         step = Step(build_model(spec), device, args.amp, args.channels_last, args.compile)
         a = run_model_only(step, args.batch, spec.input_size, spec.num_classes, args.steps, args.warmup)
+        set_lrn_engine(step.model, "torch")
+        a_passes = run_model_only(step, args.batch, spec.input_size, spec.num_classes, args.steps, args.warmup)
+        set_lrn_engine(step.model, "auto")
+        lrn = time_lrn(device, args.batch, torch.bfloat16 if args.amp == "bf16" else torch.float32,
+                       args.channels_last)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         b, waiting = run_pipeline(step, store, args.batch, args.steps, args.warmup, args.workers)
@@ -194,6 +237,10 @@ def main() -> None:
     print(f"{name}, torch {torch.__version__}, batch {args.batch}, amp {args.amp}, channels_last "
           f"{args.channels_last}, compile {args.compile}, {args.workers} workers, {args.steps} steps")
     print(f"  (a) model only, synthetic on device  {a:9.0f} images/s")
+    print(f"      the same, LRN as separate passes  {a_passes:9.0f} images/s   (a / this = {a / a_passes:.2f})")
+    fastest = min(lrn.values())
+    print("  conv1 LRN forward+backward: " + ", ".join(
+        f"{name} {1e3 * s:.2f} ms ({s / fastest:.2f}x)" for name, s in lrn.items()))
     print(f"  (b) store -> GPU augmentation -> step {b:9.0f} images/s   (waiting for data {100 * waiting:.0f}%)")
     print(f"  (c) torchvision alexnet + ImageFolder {c:9.0f} images/s")
     print(f"  b/a = {b / a:.2f}   b/c = {b / c:.2f}   peak GPU memory of (b) {memory:.1f} GiB")

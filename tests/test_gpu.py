@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from alexnet.augment import draw_augmentation, train_transform
-from alexnet.lrn import LocalResponseNorm
+from alexnet.lrn import LocalResponseNorm, local_response_norm
 from alexnet.model import ModelSpec, build_model
 from alexnet.optim import PaperSGD, param_groups
 
@@ -41,6 +41,25 @@ def test_training_steps_match_the_cpu() -> None:
 def test_lrn_gradient_on_cuda() -> None:
     a = (torch.randn(2, 6, 3, 3, dtype=torch.float64, device="cuda") * 30).requires_grad_()
     assert torch.autograd.gradcheck(LocalResponseNorm(groups=2), (a,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_triton_lrn_equals_the_passes(dtype: torch.dtype, channels_last: bool) -> None:
+    pytest.importorskip("triton")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(16, 96, 55, 55, device="cuda", generator=g) * 20  # conv1's maps, two columns of 48
+    grad_out = torch.randn(a.shape, device="cuda", generator=g)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    outs = {}
+    for engine in ("torch", "triton"):
+        x = a.to(dtype).contiguous(memory_format=fmt).requires_grad_()
+        y = local_response_norm(x, groups=2, engine=engine)
+        y.backward(grad_out.to(dtype))
+        outs[engine] = (y.float(), x.grad.float())
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    for ref, fused in zip(outs["torch"], outs["triton"]):
+        assert (ref - fused).abs().max() <= tol * ref.abs().max()
 
 
 def test_augmentation_on_the_gpu_equals_the_cpu() -> None:

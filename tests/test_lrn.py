@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from alexnet.errors import UserError
-from alexnet.lrn import LocalResponseNorm, SameMapNorm
+from alexnet.lrn import LocalResponseNorm, SameMapNorm, local_response_norm
 from alexnet.paper import LRN_PARAMS
 
 
@@ -148,3 +148,15 @@ def test_float32_channels_last_model_matches_nchw() -> None:
         model.to(memory_format=torch.channels_last)
         got = model(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_lrn_engine_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="allowed: auto, torch, triton"):
+        local_response_norm(torch.ones(1, 4, 2, 2), engine="cuda")
+
+
+def test_auto_engine_keeps_cpu_and_float64_tensors_on_the_passes() -> None:
+    from alexnet.lrn import _use_triton
+
+    assert not _use_triton(torch.ones(1, 4, 2, 2), "auto")
+    assert not _use_triton(torch.ones(1, 4, 2, 2), "torch")

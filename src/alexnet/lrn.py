@@ -38,6 +38,13 @@ from alexnet.paper import LRN_PARAMS
 #: torch.nn.LocalResponseNorm, and Caffe) do.
 CONVENTIONS: tuple[str, ...] = ("paper", "code2012")
 
+#: Implementations: ``auto`` picks the fused Triton kernels (:mod:`alexnet.lrn_triton`)
+#: for 4-D CUDA tensors when Triton is installed and this module's passes otherwise;
+#: ``torch`` and ``triton`` force one (``triton`` on CPU tensors needs TRITON_INTERPRET=1).
+ENGINES: tuple[str, ...] = ("auto", "torch", "triton")
+#: The kernels compute in float32, so ``auto`` leaves float64 (gradcheck) to the passes.
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
 
 def _shifts(before: int, after: int, size: int) -> list[int]:
     """The window's offsets other than 0 that fit in ``size``: +1..+after, then -1..-before."""
@@ -158,18 +165,41 @@ def local_response_norm(
     k: float = LRN_PARAMS.k,
     convention: str = "paper",
     groups: int = 1,
+    engine: str = "auto",
 ) -> Tensor:
     """Functional §3.3 normalisation over the channel dimension of (N, C, H, W) ``a``.
 
     ``groups`` splits the channels into that many columns normalised separately
     (the window never crosses a column boundary), as on the paper's two GPUs.
+    ``engine`` picks the implementation (:data:`ENGINES`); all give the same numbers.
     """
     if convention not in CONVENTIONS:
         raise UserError(f"lrn convention: unknown value {convention!r}; allowed: {', '.join(CONVENTIONS)}")
     effective_alpha = alpha / n if convention == "code2012" else alpha
     if a.shape[1] % groups:
         raise ValueError(f"LRN: {a.shape[1]} channels do not split into {groups} groups")
+    if _use_triton(a, engine):
+        from alexnet.lrn_triton import TritonLRNFunction
+
+        return TritonLRNFunction.apply(a, n, effective_alpha, beta, k, groups)
     return _LRNFunction.apply(a, n, effective_alpha, beta, k, groups)
+
+
+def _use_triton(a: Tensor, engine: str) -> bool:
+    """Whether ``engine`` sends ``a`` to the fused Triton kernels."""
+    if engine == "torch":
+        return False
+    if engine not in ENGINES:
+        raise UserError(f"lrn engine: unknown value {engine!r}; allowed: {', '.join(ENGINES)}")
+    from alexnet import lrn_triton
+
+    if engine == "triton":
+        if not lrn_triton.available():
+            raise UserError("lrn engine 'triton': Triton is not installed (it comes with torch's CUDA builds)")
+        if a.dim() != 4:
+            raise ValueError(f"LRN: the Triton kernels take (N, C, H, W) tensors, got {a.dim()}-D")
+        return True
+    return a.is_cuda and a.dim() == 4 and a.dtype in _TRITON_DTYPES and lrn_triton.available()
 
 
 class LocalResponseNorm(nn.Module):
@@ -179,7 +209,8 @@ class LocalResponseNorm(nn.Module):
     ``n`` (the authors' code, ``torch.nn.LocalResponseNorm`` and Caffe).  So
     ``LocalResponseNorm(5, a, b, k, "code2012")`` equals
     ``torch.nn.LocalResponseNorm(5, a, b, k)`` and the paper's reading equals
-    ``torch.nn.LocalResponseNorm(5, 5 * a, b, k)``.
+    ``torch.nn.LocalResponseNorm(5, 5 * a, b, k)``.  On CUDA tensors the fused
+    Triton kernels of :mod:`alexnet.lrn_triton` run (``engine="auto"``).
     """
 
     def __init__(
@@ -190,15 +221,17 @@ class LocalResponseNorm(nn.Module):
         k: float = LRN_PARAMS.k,
         convention: str = "paper",
         groups: int = 1,
+        engine: str = "auto",
     ) -> None:
         super().__init__()
         if convention not in CONVENTIONS:
             raise UserError(f"lrn convention: unknown value {convention!r}; allowed: {', '.join(CONVENTIONS)}")
         self.n, self.alpha, self.beta, self.k = n, alpha, beta, k
-        self.convention, self.groups = convention, groups
+        self.convention, self.groups, self.engine = convention, groups, engine
 
     def forward(self, a: Tensor) -> Tensor:
-        return local_response_norm(a, self.n, self.alpha, self.beta, self.k, self.convention, self.groups)
+        return local_response_norm(a, self.n, self.alpha, self.beta, self.k, self.convention, self.groups,
+                                   self.engine)
 
     def extra_repr(self) -> str:
         return (
