@@ -146,3 +146,14 @@ def test_resuming_at_the_step_budget_takes_no_step(tiny_store, tmp_path: Path) -
     assert state.step == 3
     after = weights(run)
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.slow  # inductor compiles the network's C++ kernels first: about a minute on 2 cores
+def test_compiled_network_trains_like_the_eager_one(tiny_store, tmp_path: Path) -> None:
+    """run.compile wraps the network in torch.compile; checkpoints still hold the plain module's weights."""
+    a, b = tmp_path / "eager", tmp_path / "compiled"
+    train(tiny_config(tiny_store.path, "run.max_steps=3"), a, progress=False)
+    train(tiny_config(tiny_store.path, "run.max_steps=3", "run.compile=true"), b, progress=False)
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    assert all(torch.allclose(wa[k], wb[k], rtol=1e-3, atol=1e-5) for k in wa)

@@ -68,6 +68,7 @@ class RunConfig:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
     amp: str = "off"  # "off" or "bf16" (CUDA)
     channels_last: bool = False
+    compile: bool = False  # torch.compile the network (GPU: fuses the elementwise layers; first steps are slow)
     checkpoint_every: int = 0  # steps between in-epoch checkpoints (0 = only at epoch ends)
     log_every: int = 10  # steps between metrics lines
     max_steps: int = 0  # stop after this many steps in all (0 = no limit); for budgets and tests

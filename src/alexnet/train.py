@@ -304,6 +304,9 @@ class Trainer:
         if self.ctx.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if config.run.compile:
+            # the compiled wrapper shares self.model's parameters; checkpoints keep reading self.model
+            self.net = torch.compile(self.net)
         self.schedule.apply(self.optimizer)
         self.log = MetricsLog(self.run_dir, self.ctx.main)
         self.health = HealthMonitor(self.spec.num_classes, config.run.health_window)
