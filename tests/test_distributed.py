@@ -62,3 +62,24 @@ def test_two_gloo_processes_equal_one(tiny_store, tmp_path: Path) -> None:
     ev, ed = epochs(single), epochs(double)
     assert ev[-1]["val_images"] == ed[-1]["val_images"] == 40
     assert ev[-1]["val_top1_error"] == pytest.approx(ed[-1]["val_top1_error"])
+
+
+def _worker_expecting_error(rank: int, world: int, port: int, store: str, run: str) -> None:
+    from alexnet.errors import UserError
+
+    try:
+        _worker(rank, world, port, store, run)
+    except UserError as err:
+        assert "already exists" in str(err)
+    else:
+        raise AssertionError(f"rank {rank} trained into a run directory that already held a run")
+
+
+def test_a_run_directory_error_on_rank_0_stops_every_rank(tiny_store, tmp_path: Path) -> None:
+    """Rank 0 alone checks the run directory; its one-line error must reach rank 1 instead of leaving it
+    waiting at a barrier (mp.spawn would then hang until the test times out)."""
+    run = tmp_path / "taken"
+    run.mkdir()
+    (run / "keep.txt").write_text("earlier work")
+    mp.spawn(_worker_expecting_error, args=(2, _free_port(), str(tiny_store.path), str(run)), nprocs=2, join=True)
+    assert (run / "keep.txt").read_text() == "earlier work"

@@ -296,10 +296,8 @@ class Trainer:
         self.state = TrainState()
         if resume:
             self._resume()
-        elif self.ctx.main:
-            self._create_run_dir()
-        if self.ctx.world > 1:
-            dist.barrier()
+        else:
+            self._create_run_dir_on_main()
         self.net: nn.Module = self.model
         if self.ctx.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -312,6 +310,21 @@ class Trainer:
         self.health = HealthMonitor(self.spec.num_classes, config.run.health_window)
 
     # ----------------------------------------------------------------- run directory
+
+    def _create_run_dir_on_main(self) -> None:
+        """Rank 0 creates the run directory; a user error there reaches every rank (no rank left waiting)."""
+        error = None
+        if self.ctx.main:
+            try:
+                self._create_run_dir()
+            except UserError as err:
+                error = str(err)
+        if self.ctx.world > 1:
+            box = [error]
+            dist.broadcast_object_list(box, src=0)  # also the barrier: no rank reads the directory before it exists
+            error = box[0]
+        if error is not None:
+            raise UserError(error)
 
     def _create_run_dir(self) -> None:
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
