@@ -191,6 +191,8 @@ def _use_triton(a: Tensor, engine: str) -> bool:
         return False
     if engine not in ENGINES:
         raise UserError(f"lrn engine: unknown value {engine!r}; allowed: {', '.join(ENGINES)}")
+    if engine == "auto" and not (a.is_cuda and a.dim() == 4 and a.dtype in _TRITON_DTYPES):
+        return False  # decided before importing Triton: CPU forward passes never load it
     from alexnet import lrn_triton
 
     if engine == "triton":
@@ -198,8 +200,7 @@ def _use_triton(a: Tensor, engine: str) -> bool:
             raise UserError("lrn engine 'triton': Triton is not installed (it comes with torch's CUDA builds)")
         if a.dim() != 4:
             raise ValueError(f"LRN: the Triton kernels take (N, C, H, W) tensors, got {a.dim()}-D")
-        return True
-    return a.is_cuda and a.dim() == 4 and a.dtype in _TRITON_DTYPES and lrn_triton.available()
+    return lrn_triton.available()
 
 
 class LocalResponseNorm(nn.Module):
