@@ -44,7 +44,7 @@ from alexnet.lrn import LocalResponseNorm, local_response_norm
 from alexnet.data import Augmentation, TrainBatches, loader
 from alexnet.model import ModelSpec, build_model
 from alexnet.optim import PaperSGD, param_groups
-from alexnet.paper import DATA, LEARNING
+from alexnet.paper import ARCH, DATA, LEARNING, LRN_PARAMS
 from alexnet.runtime import tune_cpu_allocator
 from alexnet.store import Store
 
@@ -119,13 +119,15 @@ def time_lrn(device: torch.device, batch: int, dtype: torch.dtype, channels_last
     from alexnet.lrn_triton import available
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    a = (torch.randn(batch, 96, 55, 55, device=device) * 20).to(dtype).contiguous(memory_format=fmt)
+    maps, size = ARCH.conv[0].out_channels, ARCH.conv1_output
+    a = (torch.randn(batch, maps, size, size, device=device) * 20).to(dtype).contiguous(memory_format=fmt)
     g = torch.randn_like(a)
-    reference = torch.nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)  # paper reading: alpha * n
-    ways = {"passes": lambda x: local_response_norm(x, groups=2, engine="torch"),
-            "torch.nn": lambda x: torch.cat([reference(h) for h in x.chunk(2, dim=1)], dim=1)}
+    p = LRN_PARAMS  # torch.nn divides alpha by n: the paper reading is alpha * n there
+    reference = torch.nn.LocalResponseNorm(p.n, alpha=p.alpha * p.n, beta=p.beta, k=p.k)
+    ways = {"passes": lambda x: local_response_norm(x, groups=ARCH.columns, engine="torch"),
+            "torch.nn": lambda x: torch.cat([reference(h) for h in x.chunk(ARCH.columns, dim=1)], dim=1)}
     if device.type == "cuda" and available():
-        ways = {"fused": lambda x: local_response_norm(x, groups=2, engine="triton"), **ways}
+        ways = {"fused": lambda x: local_response_norm(x, groups=ARCH.columns, engine="triton"), **ways}
     out = {}
     for name, fn in ways.items():
         for i in range(repeats + 3):
