@@ -16,6 +16,7 @@ across ranks and only rank 0 writes.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -61,6 +62,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this process group was created by init_distributed (so we tear it down)
 
     @property
     def main(self) -> bool:
@@ -72,9 +74,10 @@ def init_distributed(device_kind: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns_group)
 
 
 def all_sum(values: list[float], ctx: Dist, device: torch.device) -> list[float]:
@@ -532,9 +535,31 @@ class Trainer:
                 self.export_weights()
                 self.log.write({"kind": "event", "event": "finished", "reason": self.state.stop_reason,
                                 "step": self.state.step, "epoch": self.state.epoch})
-        finally:
+        except BaseException:
             self.log.close()
+            self.close_distributed(clean=False)
+            raise
+        self.log.close()
+        self.close_distributed(clean=True)
         return self.state
+
+    def close_distributed(self, *, clean: bool) -> None:
+        """Tear down DDP while the interpreter is fully alive (no-op for one process).
+
+        DDP's reducer holds the process group, and gloo's worker threads hold finished work with
+        tensors in it; left to interpreter shutdown, their destruction can abort the process
+        (SIGABRT after every file is written). On a clean end the ranks first meet, so that no rank
+        leaves while rank 0 still writes checkpoints and weights; on an error there is no collective
+        (the other ranks may never arrive).
+        """
+        if self.ctx.world == 1:
+            return
+        if clean:
+            dist.barrier()
+        self.net = self.model
+        gc.collect()  # DDP's hooks form reference cycles: free the reducer now, not at shutdown
+        if clean and self.ctx.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
 
     def export_weights(self) -> None:
         """Final weights as safetensors plus the spec that rebuilds the network."""
