@@ -555,7 +555,7 @@ class Trainer:
         if self.ctx.world == 1:
             return
         if clean:
-            dist.barrier()
+            dist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.net = self.model
         gc.collect()  # DDP's hooks form reference cycles: free the reducer now, not at shutdown
         if clean and self.ctx.owns_group and dist.is_initialized():
