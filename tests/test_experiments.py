@@ -190,6 +190,28 @@ def test_idx_reader(tmp_path):
         load(tmp_path / "missing")
 
 
+def test_padded_fashion_store_keeps_the_whole_garment_in_the_centre_patch(tmp_path):
+    """docs/fidelity.md, small-input crops: a border of zeros, and the preset's centre patch is the image."""
+    from alexnet.config import load_config
+    from alexnet.experiments.fashion_mnist import BUDGETS
+    from alexnet.fashion_mnist import IMAGE_SIDE, load
+    from alexnet.paper import DATA
+
+    _fake_fashion(tmp_path)
+    pad = BUDGETS["full"]["pad"]
+    plain, padded = load(tmp_path)["train"][0], load(tmp_path, pad)["train"][0]
+    side, crop = IMAGE_SIDE + 2 * pad, load_config("fashion-mnist", []).data.crop
+    assert padded.shape == (len(plain), side, side, 3)
+    assert crop == IMAGE_SIDE and crop / side == DATA.crop_size / DATA.image_size  # 28/32 = 224/256
+    off = (side - crop) // 2
+    assert (padded[:, off:off + crop, off:off + crop] == plain).all()
+    border = padded.copy()
+    border[:, pad:-pad, pad:-pad] = 0
+    assert plain.any() and not border.any()
+    with pytest.raises(UserError, match="pad"):
+        load(tmp_path, -1)
+
+
 def test_fashion_mnist_quick_imports_idx(tmp_path, capsys):
     idx = tmp_path / "idx"
     _fake_fashion(idx)
@@ -198,7 +220,7 @@ def test_fashion_mnist_quick_imports_idx(tmp_path, capsys):
         f'idx_dir="{idx}"', "max_steps=3", "batch_size=16", "train_images=0", "val_images=0"],
         cache=tmp_path / "cache", threads=1)
     saved = _check(doc, out, capsys, ("per_seed", "goal_reached", "test_accuracy_ten_mean"))
-    assert (tmp_path / "cache" / "fashion-mnist-28").is_dir()
+    assert (tmp_path / "cache" / "fashion-mnist-32").is_dir()
     assert saved["results"]["per_seed"][0]["test_images"] == 48
 
 

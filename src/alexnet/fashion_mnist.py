@@ -25,6 +25,7 @@ FILES = {
 CLASSES: list[tuple[str, str]] = [(f"fmnist{i}", name) for i, name in enumerate(
     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])]
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+IMAGE_SIDE = 28  # every Fashion-MNIST image is 28x28
 
 
 def _open(path: Path) -> bytes:
@@ -54,20 +55,27 @@ def read_idx(path: Path) -> np.ndarray:
     return arr.copy()
 
 
-def load(folder: Path = DEFAULT_DIR) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"train": (images (N, 28, 28, 3) uint8, labels), "test": ...}; greyscale replicated to RGB."""
+def load(folder: Path = DEFAULT_DIR, pad: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train": (images (N, 28+2·pad, 28+2·pad, 3) uint8, labels), "test": ...}; greyscale replicated to RGB.
+
+    ``pad`` adds a border of zeros (Fashion-MNIST's own background), so that random crops of the
+    original size move the garment instead of cutting it (docs/fidelity.md, small-input crops).
+    """
+    if pad < 0:
+        raise UserError(f"pad: must be >= 0, got {pad}")
     out = {}
     for split, (images, labels) in FILES.items():
         x = read_idx(Path(folder) / images)
         y = read_idx(Path(folder) / labels).astype(np.int64)
         if x.ndim != 3 or len(x) != len(y):
             raise UserError(f"{folder}: {split} images {x.shape} do not match labels {y.shape}")
+        x = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))  # (N, 28+2·pad, 28+2·pad), zeros around
         out[split] = (np.repeat(x[..., None], 3, axis=3), y)
     return out
 
 
-def write_fashion_store(out: Path, folder: Path = DEFAULT_DIR):
-    """Write Fashion-MNIST (train 60,000 / test 10,000) as a store in ``out``."""
+def write_fashion_store(out: Path, folder: Path = DEFAULT_DIR, pad: int = 0):
+    """Write Fashion-MNIST (train 60,000 / test 10,000) as a store in ``out``, ``pad`` zeros around."""
     from alexnet.store import write_store
 
-    return write_store(Path(out), load(folder), CLASSES, source=str(folder))
+    return write_store(Path(out), load(folder, pad), CLASSES, source=str(folder))

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-root", help="folder holding cifar10/ and imagenette-224/ (default ../shared/data)")
     parser.add_argument("--cache", help="where prepared stores are cached (default ~/.cache/alexnet/stores)")
     parser.add_argument("--store", action="append", metavar="DATASET=STORE",
-                        help="use an existing store for a dataset (cifar10-32, fashion-mnist-28, imagenette-256)")
+                        help="use an existing store for a dataset (cifar10-32, fashion-mnist-32, imagenette-256)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--workers", type=int, default=0, help="data loader workers for the paper's network")
     parser.add_argument("--list", action="store_true", help="list the experiments")
