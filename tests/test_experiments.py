@@ -212,6 +212,20 @@ def test_padded_fashion_store_keeps_the_whole_garment_in_the_centre_patch(tmp_pa
         load(tmp_path, -1)
 
 
+def test_prepare_fashion_mnist_writes_the_preset_store(tmp_path, capsys):
+    from alexnet.cli import main
+    from alexnet.store import Store
+
+    _fake_fashion(tmp_path / "idx")
+    assert main(["prepare", "--fashion-mnist", str(tmp_path / "idx"), str(tmp_path / "fm")]) == 0
+    store = Store(tmp_path / "fm")
+    assert store.image_size == 32 and store.splits() == ["test", "train"] and len(store.split("train")) == 160
+    assert main(["prepare", "--fashion-mnist", str(tmp_path / "idx"), str(tmp_path / "fm")]) == 2  # nothing lost
+    assert "already exists" in capsys.readouterr().err and Store(tmp_path / "fm").image_size == 32
+    assert main(["prepare", "--fashion-mnist", "--size", "31", str(tmp_path / "idx"), str(tmp_path / "x")]) == 2
+    assert "even number" in capsys.readouterr().err
+
+
 def test_fashion_mnist_quick_imports_idx(tmp_path, capsys):
     idx = tmp_path / "idx"
     _fake_fashion(idx)

@@ -26,6 +26,7 @@ CLASSES: list[tuple[str, str]] = [(f"fmnist{i}", name) for i, name in enumerate(
     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])]
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 IMAGE_SIDE = 28  # every Fashion-MNIST image is 28x28
+PRESET_PAD = 2  # the fashion-mnist preset's border: 32x32 stored, 28x28 patches (docs/fidelity.md)
 
 
 def _open(path: Path) -> bytes:

@@ -716,7 +716,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("src", nargs="?", type=Path, help="source tree: SRC/train/<class>/* (+ val/, test/) or SRC/<class>/*")
     p.add_argument("out", nargs="?", type=Path, help="store folder to write (created; resumed if partly written)")
     p.add_argument("--verify", metavar="OUT", type=Path, help="check a store's checksums and counts instead")
-    p.add_argument("--size", type=int, default=DATA.image_size, help="side of the stored square images (default %(default)s, §2)")
+    p.add_argument("--size", type=int, default=None,
+                   help=f"side of the stored square images (default {DATA.image_size}, §2; 32 with --fashion-mnist)")
+    p.add_argument("--fashion-mnist", action="store_true",
+                   help="SRC is a folder of Fashion-MNIST IDX files (Debian's dataset-fashion-mnist): store them "
+                        "with a border of zeros up to --size, as the fashion-mnist preset expects")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--val-labels", type=Path, default=None, metavar="FILE",
                    help="labels for a flat SRC/val/: one wnid or 1-based class id per line in sorted file order, or CSV file,wnid")
@@ -742,8 +746,25 @@ def run(args: argparse.Namespace) -> int:
         return 0 if not problems else 1
     if args.src is None or args.out is None:
         raise UserError("alexnet prepare needs SRC and OUT (or --verify OUT)")
-    report = prepare(args.src, args.out, size=args.size, workers=args.workers, val_labels=args.val_labels,
+    if args.fashion_mnist:
+        return _prepare_fashion_mnist(args.src, args.out, args.size)
+    report = prepare(args.src, args.out, size=args.size or DATA.image_size, workers=args.workers, val_labels=args.val_labels,
                      split_half=args.split_half, seed=args.seed, shard_size=args.shard_size,
                      progress=not args.no_progress, fmt=args.format, quality=args.jpeg_quality)
     print(report.summary())
+    return 0
+
+
+def _prepare_fashion_mnist(src: Path, out: Path, size: int | None) -> int:
+    """``alexnet prepare --fashion-mnist IDX_DIR OUT``: the 28x28 images centred on zeros, ``size`` a side."""
+    from alexnet.fashion_mnist import IMAGE_SIDE, PRESET_PAD, write_fashion_store
+
+    size = size or IMAGE_SIDE + 2 * PRESET_PAD
+    if size < IMAGE_SIDE or (size - IMAGE_SIDE) % 2:
+        raise UserError(f"--size {size}: Fashion-MNIST is stored as its {IMAGE_SIDE}x{IMAGE_SIDE} images with an "
+                        f"equal border, so --size must be {IMAGE_SIDE} plus an even number")
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} already exists and is not empty; choose another OUT")
+    store = write_fashion_store(out, src, (size - IMAGE_SIDE) // 2)
+    print(f"{out}: Fashion-MNIST at {size}x{size}, splits {', '.join(store.splits())}")
     return 0

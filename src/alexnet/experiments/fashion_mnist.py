@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.experiments import common
+from alexnet.fashion_mnist import PRESET_PAD
 from alexnet.store import Store
 
 DESCRIPTION = "the paper's recipe, small-input preset, on Fashion-MNIST (goal >= 93% test accuracy)"
@@ -20,9 +21,9 @@ SEEDS = {"quick": 1, "full": 1}
 GOAL_ACCURACY = 0.93  # the project's goal for this experiment, not a number from the paper
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"train_images": 6400, "val_images": 1000, "batch_size": 128, "max_steps": 60, "max_epochs": 30, "width": 0.5,
-              "lr": 0.01, "pad": 2, "idx_dir": "/usr/share/datasets/fashion-mnist"},
+              "lr": 0.01, "pad": PRESET_PAD, "idx_dir": "/usr/share/datasets/fashion-mnist"},
     "full": {"train_images": 0, "val_images": 0, "batch_size": 128, "max_steps": 0, "max_epochs": 30, "width": 0.5,
-             "lr": 0.01, "pad": 2, "idx_dir": "/usr/share/datasets/fashion-mnist"},
+             "lr": 0.01, "pad": PRESET_PAD, "idx_dir": "/usr/share/datasets/fashion-mnist"},
 }
 
 
