@@ -75,6 +75,14 @@ def load(folder: Path = DEFAULT_DIR, pad: int = 0) -> dict[str, tuple[np.ndarray
     return out
 
 
+def pad_for_side(side: int) -> int:
+    """The border that stores the 28x28 images at ``side`` x ``side`` (a user error if none does)."""
+    if side < IMAGE_SIDE or (side - IMAGE_SIDE) % 2:
+        raise UserError(f"--size {side}: Fashion-MNIST is stored as its {IMAGE_SIDE}x{IMAGE_SIDE} images with an "
+                        f"equal border, so --size must be {IMAGE_SIDE} plus an even number")
+    return (side - IMAGE_SIDE) // 2
+
+
 def write_fashion_store(out: Path, folder: Path = DEFAULT_DIR, pad: int = 0):
     """Write Fashion-MNIST (train 60,000 / test 10,000) as a store in ``out``, ``pad`` zeros around."""
     from alexnet.store import write_store

@@ -757,14 +757,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _prepare_fashion_mnist(src: Path, out: Path, size: int | None) -> int:
     """``alexnet prepare --fashion-mnist IDX_DIR OUT``: the 28x28 images centred on zeros, ``size`` a side."""
-    from alexnet.fashion_mnist import IMAGE_SIDE, PRESET_PAD, write_fashion_store
+    from alexnet.fashion_mnist import IMAGE_SIDE, PRESET_PAD, pad_for_side, write_fashion_store
 
     size = size or IMAGE_SIDE + 2 * PRESET_PAD
-    if size < IMAGE_SIDE or (size - IMAGE_SIDE) % 2:
-        raise UserError(f"--size {size}: Fashion-MNIST is stored as its {IMAGE_SIDE}x{IMAGE_SIDE} images with an "
-                        f"equal border, so --size must be {IMAGE_SIDE} plus an even number")
-    if out.exists() and any(out.iterdir()):
+    pad = pad_for_side(size)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; choose another OUT")
-    store = write_fashion_store(out, src, (size - IMAGE_SIDE) // 2)
+    store = write_fashion_store(out, src, pad)
     print(f"{out}: Fashion-MNIST at {size}x{size}, splits {', '.join(store.splits())}")
     return 0

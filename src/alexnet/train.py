@@ -496,6 +496,7 @@ class Trainer:
     def fit(self) -> TrainState:
         """Train until the schedule says stop (or ``run.max_steps``); resumable at any point."""
         cfg = self.config
+        clean = False  # an exception leaves it False: no collective in close_distributed
         try:
             while not self.state.done:
                 if cfg.run.max_steps and self.state.step >= cfg.run.max_steps:
@@ -535,12 +536,10 @@ class Trainer:
                 self.export_weights()
                 self.log.write({"kind": "event", "event": "finished", "reason": self.state.stop_reason,
                                 "step": self.state.step, "epoch": self.state.epoch})
-        except BaseException:
+            clean = True
+        finally:
             self.log.close()
-            self.close_distributed(clean=False)
-            raise
-        self.log.close()
-        self.close_distributed(clean=True)
+            self.close_distributed(clean=clean)
         return self.state
 
     def close_distributed(self, *, clean: bool) -> None:

@@ -3,8 +3,9 @@
 The ``fashion-mnist`` preset (28x28 greyscale stored as RGB with a 2-pixel border
 of zeros, 28x28 random crops of the 32x32 images and reflections, the paper's
 layer pattern at half width with fan-in-scaled §5 initialisation, SGD with
-momentum 0.9 and weight decay 0.0005, plateau schedule), evaluated with the centre patch and the ten patches of §4.1 on the
-10,000 test images.  Goal: at least 93% test accuracy (not a paper number).
+momentum 0.9 and weight decay 0.0005, plateau schedule), evaluated with the
+centre patch and the ten patches of §4.1 on the 10,000 test images.  Goal: at
+least 93% test accuracy (not a paper number).
 """
 
 from __future__ import annotations
