@@ -748,7 +748,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("alexnet prepare needs SRC and OUT (or --verify OUT)")
     if args.fashion_mnist:
         return _prepare_fashion_mnist(args.src, args.out, args.size)
-    report = prepare(args.src, args.out, size=args.size or DATA.image_size, workers=args.workers, val_labels=args.val_labels,
+    size = DATA.image_size if args.size is None else args.size  # --size 0 stays an error, not the default
+    report = prepare(args.src, args.out, size=size, workers=args.workers, val_labels=args.val_labels,
                      split_half=args.split_half, seed=args.seed, shard_size=args.shard_size,
                      progress=not args.no_progress, fmt=args.format, quality=args.jpeg_quality)
     print(report.summary())
@@ -759,7 +760,7 @@ def _prepare_fashion_mnist(src: Path, out: Path, size: int | None) -> int:
     """``alexnet prepare --fashion-mnist IDX_DIR OUT``: the 28x28 images centred on zeros, ``size`` a side."""
     from alexnet.fashion_mnist import IMAGE_SIDE, PRESET_PAD, pad_for_side, write_fashion_store
 
-    size = size or IMAGE_SIDE + 2 * PRESET_PAD
+    size = IMAGE_SIDE + 2 * PRESET_PAD if size is None else size
     pad = pad_for_side(size)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; choose another OUT")
