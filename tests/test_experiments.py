@@ -212,6 +212,21 @@ def test_padded_fashion_store_keeps_the_whole_garment_in_the_centre_patch(tmp_pa
         load(tmp_path, -1)
 
 
+def test_fashion_mnist_preset_waits_four_epochs_and_the_experiment_runs_the_preset():
+    """docs/fidelity.md, Fashion-MNIST schedule: patience 4 (2 divided too early), and the
+    experiment's budgets take the network and schedule from the preset instead of restating them."""
+    from alexnet.config import load_config
+    from alexnet.experiments.fashion_mnist import BUDGETS
+
+    preset = load_config("fashion-mnist", [])
+    assert preset.schedule.patience == 4 and preset.schedule.max_epochs == 40
+    assert load_config("paper", []).schedule.patience != preset.schedule.patience  # a preset choice, not the default
+    for budget in BUDGETS.values():
+        assert (budget["width"], budget["patience"], budget["max_epochs"], budget["lr"], budget["batch_size"]) == (
+            preset.model.width, preset.schedule.patience, preset.schedule.max_epochs, preset.optim.lr,
+            preset.optim.batch_size)
+
+
 def test_prepare_fashion_mnist_writes_the_preset_store(tmp_path, capsys):
     from alexnet.cli import main
     from alexnet.store import Store
