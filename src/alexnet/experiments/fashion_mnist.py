@@ -15,7 +15,7 @@ from typing import Any
 
 from alexnet.config import load_config
 from alexnet.experiments import common
-from alexnet.fashion_mnist import PRESET_PAD
+from alexnet.fashion_mnist import DEFAULT_DIR, PRESET_PAD
 from alexnet.store import Store
 
 DESCRIPTION = "the paper's recipe, small-input preset, on Fashion-MNIST (goal >= 93% test accuracy)"
@@ -26,7 +26,7 @@ _PRESET = load_config("fashion-mnist")
 _FROM_PRESET: dict[str, Any] = {"width": _PRESET.model.width, "patience": _PRESET.schedule.patience,
                                 "max_epochs": _PRESET.schedule.max_epochs, "lr": _PRESET.optim.lr,
                                 "batch_size": _PRESET.optim.batch_size}
-_DATA: dict[str, Any] = {"pad": PRESET_PAD, "idx_dir": "/usr/share/datasets/fashion-mnist"}
+_DATA: dict[str, Any] = {"pad": PRESET_PAD, "idx_dir": str(DEFAULT_DIR)}
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"train_images": 6400, "val_images": 1000, "max_steps": 60, **_FROM_PRESET, **_DATA},
     "full": {"train_images": 0, "val_images": 0, "max_steps": 0, **_FROM_PRESET, **_DATA},
