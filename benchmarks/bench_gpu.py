@@ -13,7 +13,7 @@
 Prints images/s for each, the ratios b/a and b/c, peak GPU memory and the share
 of (b)'s time spent waiting for data.  Levers: --amp bf16, --channels-last,
 --compile (torch.compile of the model), cudnn.benchmark (always on), and the
-fused Triton LRN (alexnet.lrn_triton, used on CUDA by default): (a) is measured a
+fused Triton LRN (alexnet.net.lrn_triton, used on CUDA by default): (a) is measured a
 second time with the LRN as separate passes, and the LRN layer alone (conv1's
 maps, forward + backward) is timed three ways: fused Triton kernels, our passes,
 and torch.nn.LocalResponseNorm.
@@ -40,19 +40,19 @@ import torch
 from torch import nn
 
 from alexnet.config import load_config
-from alexnet.lrn import LocalResponseNorm, local_response_norm
-from alexnet.data import Augmentation, TrainBatches, loader
-from alexnet.model import ModelSpec, build_model
-from alexnet.optim import PaperSGD, param_groups
+from alexnet.net.lrn import LocalResponseNorm, local_response_norm
+from alexnet.data.batches import Augmentation, TrainBatches, loader
+from alexnet.net.model import ModelSpec, build_model
+from alexnet.training.optim import PaperSGD, param_groups
 from alexnet.paper import ARCH, DATA, LEARNING, LRN_PARAMS
 from alexnet.runtime import tune_cpu_allocator
-from alexnet.store import Store
+from alexnet.data.store import Store
 
 
 def synthetic_sources(folder: Path, images: int, classes: int = 10) -> tuple[Path, Path]:
     """A JPEG tree of generated 256x256 images and the store prepared from it."""
     from alexnet.demo import SHAPES, draw_shape
-    from alexnet.prepare import prepare
+    from alexnet.data.prepare import prepare
 
     rng = np.random.default_rng(0)
     tree = folder / "jpeg" / "train"
@@ -107,7 +107,7 @@ def run_model_only(step: Step, batch: int, crop: int, classes: int, steps: int, 
 
 
 def set_lrn_engine(model: nn.Module, engine: str) -> None:
-    """Point every LRN layer of ``model`` at one implementation (alexnet.lrn.ENGINES)."""
+    """Point every LRN layer of ``model`` at one implementation (alexnet.net.lrn.ENGINES)."""
     for module in model.modules():
         if isinstance(module, LocalResponseNorm):
             module.engine = engine
@@ -116,7 +116,7 @@ def set_lrn_engine(model: nn.Module, engine: str) -> None:
 def time_lrn(device: torch.device, batch: int, dtype: torch.dtype, channels_last: bool,
              repeats: int = 20) -> dict[str, float]:
     """Seconds per forward + backward of conv1's LRN (batch x 96 x 55 x 55, two columns), three ways."""
-    from alexnet.lrn_triton import available
+    from alexnet.net.lrn_triton import available
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     maps, size = ARCH.conv[0].out_channels, ARCH.conv1_output

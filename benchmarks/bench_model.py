@@ -1,7 +1,7 @@
 """Training-step speed of the paper network on the CPU, side by side (issue 2's benchmark).
 
 Runs, in one process, with the same batch, threads and allocator settings:
-  ours        -- the paper network (alexnet.model, our LocalResponseNorm)
+  ours        -- the paper network (alexnet.net.model, our LocalResponseNorm)
   torch-lrn   -- the same network with torch.nn.LocalResponseNorm (alpha converted)
   torchvision -- torchvision.models.alexnet() (single column, no LRN)
 and prints images/s and the ratios ours/torchvision and ours/torch-lrn.  Each
@@ -21,8 +21,8 @@ import time
 import torch
 from torch import nn
 
-from alexnet.lrn import LocalResponseNorm
-from alexnet.model import ModelSpec, build_model
+from alexnet.net.lrn import LocalResponseNorm
+from alexnet.net.model import ModelSpec, build_model
 from alexnet.runtime import tune_cpu_allocator
 
 

@@ -29,13 +29,13 @@ import torch
 from torch import nn
 
 from alexnet.config import load_config
-from alexnet.data import Augmentation, TrainBatches, loader
-from alexnet.model import ModelSpec, build_model
-from alexnet.optim import PaperSGD, param_groups
+from alexnet.data.batches import Augmentation, TrainBatches, loader
+from alexnet.net.model import ModelSpec, build_model
+from alexnet.training.optim import PaperSGD, param_groups
 from alexnet.paper import DATA
-from alexnet.prepare import prepare
+from alexnet.data.prepare import prepare
 from alexnet.runtime import tune_cpu_allocator
-from alexnet.store import Store
+from alexnet.data.store import Store
 
 DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette-224" / "train"
 

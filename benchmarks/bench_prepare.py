@@ -6,7 +6,7 @@ Measures, on the same files, images/s per core of
   (a)  the plain PIL pipeline a user would write (open, convert RGB, resize shorter
        side to 256 with PIL's default filter, centre-crop, to array), and (a') the
        same saving a JPEG, as dataset-resizing scripts do;
-  (b)  our per-image function (alexnet.prepare_images.load_image), one process;
+  (b)  our per-image function (alexnet.data.images.load_image), one process;
 then `prepare` with 1 and 2 workers, the ratio b/a, the same on a "large" copy of
 the sample (every image upscaled 2.5x and re-encoded, like full-size photographs,
 where the reduced-scale DCT decode matters), and for the two store formats the
@@ -28,9 +28,9 @@ import torch
 from PIL import Image
 
 from alexnet.paper import DATA
-from alexnet.prepare import prepare
-from alexnet.prepare_images import load_image, plain_pipeline
-from alexnet.store import Store
+from alexnet.data.prepare import prepare
+from alexnet.data.images import load_image, plain_pipeline
+from alexnet.data.store import Store
 
 SAMPLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "imagenet-sample"
 

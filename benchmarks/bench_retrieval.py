@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alexnet.codes import CodeSettings, MethodResult, compare_feature_sets, save_results, table
-from alexnet.features import FeatureSet, extract_features
-from alexnet.neighbours import faiss_available, knn, precision_at_k
+from alexnet.probes.codes import CodeSettings, MethodResult, compare_feature_sets, save_results, table
+from alexnet.probes.features import FeatureSet, extract_features
+from alexnet.probes.neighbours import faiss_available, knn, precision_at_k
 from alexnet.paper import CODE2012
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet import augment as A
+from alexnet.data import augment as A
 from alexnet.errors import UserError
 from alexnet.paper import CODE2012, DATA
 

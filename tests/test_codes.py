@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.codes import (BinaryAutoencoder, CodeModel, CodeSettings, compare, hamming_brute_force, hamming_knn,
+from alexnet.probes.codes import (BinaryAutoencoder, CodeModel, CodeSettings, compare, hamming_brute_force, hamming_knn,
                            popcount, train_codes)
 from alexnet.errors import UserError
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from alexnet.checkpoint import load_file
+from alexnet.training.checkpoint import load_file
 
 TINY_DDP = [
     "data.crop=16", "data.workers=0", "model.width=0.125", "model.fc_units=32", "model.variants=no-dropout",
@@ -29,7 +29,7 @@ def _worker(rank: int, world: int, port: int, store: str, run: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank))
     from alexnet.config import load_config
-    from alexnet.train import train
+    from alexnet.training.trainer import train
 
     import torch.distributed as dist
 
@@ -45,7 +45,7 @@ def _worker(rank: int, world: int, port: int, store: str, run: str) -> None:
 
 def test_two_gloo_processes_equal_one(tiny_store, tmp_path: Path) -> None:
     from alexnet.config import load_config
-    from alexnet.train import train
+    from alexnet.training.trainer import train
 
     single = tmp_path / "single"
     train(load_config("paper", [f'data.store="{tiny_store.path}"', *TINY_DDP]), single, progress=False)

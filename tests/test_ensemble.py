@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from alexnet.cli import main
-from alexnet.ensemble import ensemble
+from alexnet.inference.ensemble import ensemble
 from alexnet.errors import UserError
-from alexnet.evaluate import topk_error_rates
+from alexnet.inference.evaluate import topk_error_rates
 
 from conftest import make_store
 from test_evaluate import make_checkpoint

@@ -12,15 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet.checkpoint import FORMAT, KIND, atomic_save
+from alexnet.training.checkpoint import FORMAT, KIND, atomic_save
 from alexnet.cli import main
 from alexnet.config import Config, DataConfig
-from alexnet.data import Augmentation, EvalBatches
+from alexnet.data.batches import Augmentation, EvalBatches
 from alexnet.errors import UserError
-from alexnet.evaluate import EvalResult, evaluate_checkpoint, evaluate_model, topk_error_rates
-from alexnet.model import ModelSpec, build_model
+from alexnet.inference.evaluate import EvalResult, evaluate_checkpoint, evaluate_model, topk_error_rates
+from alexnet.net.model import ModelSpec, build_model
 from alexnet.paper import ARCH, RESULTS
-from alexnet.store import Store, write_store
+from alexnet.data.store import Store, write_store
 
 from conftest import make_store
 

@@ -175,7 +175,7 @@ def _fake_fashion(folder: Path) -> None:
 
 
 def test_idx_reader(tmp_path):
-    from alexnet.fashion_mnist import load, read_idx
+    from alexnet.data.sources.fashion_mnist import load, read_idx
 
     _fake_fashion(tmp_path)
     x = read_idx(tmp_path / "train-images-idx3-ubyte.gz")
@@ -194,7 +194,7 @@ def test_padded_fashion_store_keeps_the_whole_garment_in_the_centre_patch(tmp_pa
     """docs/fidelity.md, small-input crops: a border of zeros, and the preset's centre patch is the image."""
     from alexnet.config import load_config
     from alexnet.experiments.fashion_mnist import BUDGETS
-    from alexnet.fashion_mnist import IMAGE_SIDE, load
+    from alexnet.data.sources.fashion_mnist import IMAGE_SIDE, load
     from alexnet.paper import DATA
 
     _fake_fashion(tmp_path)
@@ -229,7 +229,7 @@ def test_fashion_mnist_preset_waits_four_epochs_and_the_experiment_runs_the_pres
 
 def test_prepare_fashion_mnist_writes_the_preset_store(tmp_path, capsys):
     from alexnet.cli import main
-    from alexnet.store import Store
+    from alexnet.data.store import Store
 
     _fake_fashion(tmp_path / "idx")
     assert main(["prepare", "--fashion-mnist", str(tmp_path / "idx"), str(tmp_path / "fm")]) == 0

@@ -10,9 +10,9 @@ import torch
 
 from alexnet.cli import main
 from alexnet.errors import UserError
-from alexnet.export import PlainLRN, export, plain_model
-from alexnet.lrn import LocalResponseNorm
-from alexnet.model import build_model
+from alexnet.inference.export import PlainLRN, export, plain_model
+from alexnet.net.lrn import LocalResponseNorm
+from alexnet.net.model import build_model
 
 from conftest import make_store
 from test_evaluate import make_checkpoint

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.checkpoint import load_model
+from alexnet.training.checkpoint import load_model
 from alexnet.cli import main
 from alexnet.config import load_config
 from alexnet.errors import UserError
-from alexnet.features import FeatureSet, extract_features, rows_done, weights_fingerprint
-from alexnet.train import train
+from alexnet.probes.features import FeatureSet, extract_features, rows_done, weights_fingerprint
+from alexnet.training.trainer import train
 from conftest import make_store
 
 TINY = [
@@ -47,8 +47,8 @@ def test_features_match_model_and_sidecar(tiny, tmp_path: Path) -> None:
     assert (fs.index == np.arange(40)).all() and len(fs.paths()) == 40
     # row i is the centre-patch fc7 activity of image i, in eval mode
     from alexnet.config import config_from_dict
-    from alexnet.data import Augmentation
-    from alexnet.store import Store
+    from alexnet.data.batches import Augmentation
+    from alexnet.data.store import Store
 
     s = Store(store)
     cfg = config_from_dict(load_model(run)[1]["config"])

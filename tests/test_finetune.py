@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.checkpoint import load_file
+from alexnet.training.checkpoint import load_file
 from alexnet.cli import main
 from alexnet.errors import UserError
-from alexnet.finetune import prepare_finetune
+from alexnet.training.finetune import prepare_finetune
 from alexnet.paper import ARCH, INIT, SIXTH
 
 from conftest import make_store

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet.augment import draw_augmentation, train_transform
-from alexnet.lrn import LocalResponseNorm, local_response_norm
-from alexnet.model import ModelSpec, build_model
-from alexnet.optim import PaperSGD, param_groups
+from alexnet.data.augment import draw_augmentation, train_transform
+from alexnet.net.lrn import LocalResponseNorm, local_response_norm
+from alexnet.net.model import ModelSpec, build_model
+from alexnet.training.optim import PaperSGD, param_groups
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from alexnet.cli import main
-from alexnet.kernels import colour_by_column, kernel_grid, normalise_kernels
-from alexnet.model import build_model
+from alexnet.probes.kernels import colour_by_column, kernel_grid, normalise_kernels
+from alexnet.net.model import build_model
 from alexnet.paper import ARCH
 
 
@@ -42,7 +42,7 @@ def test_colour_measure_separates_grey_from_colour() -> None:
 
 
 def test_kernels_command(tmp_path: Path, capsys) -> None:
-    from alexnet.checkpoint import KIND
+    from alexnet.training.checkpoint import KIND
 
     import torch
 

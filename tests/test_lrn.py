@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from alexnet.errors import UserError
-from alexnet.lrn import LocalResponseNorm, SameMapNorm, local_response_norm
+from alexnet.net.lrn import LocalResponseNorm, SameMapNorm, local_response_norm
 from alexnet.paper import LRN_PARAMS
 
 
@@ -138,7 +138,7 @@ def test_channels_last_gradient_with_an_nchw_upstream_gradient() -> None:
 
 
 def test_float32_channels_last_model_matches_nchw() -> None:
-    from alexnet.model import ModelSpec, build_model
+    from alexnet.net.model import ModelSpec, build_model
 
     torch.manual_seed(0)
     model = build_model(ModelSpec(input_size=64, width=0.25, fc_units=64, num_classes=10)).eval()
@@ -156,7 +156,7 @@ def test_unknown_lrn_engine_is_a_user_error() -> None:
 
 
 def test_auto_engine_keeps_cpu_and_float64_tensors_on_the_passes() -> None:
-    from alexnet.lrn import _use_triton
+    from alexnet.net.lrn import _use_triton
 
     assert not _use_triton(torch.ones(1, 4, 2, 2), "auto")
     assert not _use_triton(torch.ones(1, 4, 2, 2), "torch")

@@ -19,7 +19,7 @@ pytest.importorskip("triton")
 
 CHECK = r"""
 import json, torch
-from alexnet.lrn import local_response_norm
+from alexnet.net.lrn import local_response_norm
 
 torch.manual_seed(0)
 out = []

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError
-from alexnet.lrn import LocalResponseNorm, SameMapNorm
-from alexnet.model import ModelSpec, build_model, count_parameters, minimum_input_size, spatial_sizes
+from alexnet.net.lrn import LocalResponseNorm, SameMapNorm
+from alexnet.net.model import ModelSpec, build_model, count_parameters, minimum_input_size, spatial_sizes
 from alexnet.paper import ARCH, CODE2012, DROPOUT, INIT
 
 
@@ -202,7 +202,7 @@ def test_bad_arguments_are_one_clear_error() -> None:
 
 
 def test_fan_in_init_keeps_the_paper_gain() -> None:
-    from alexnet.model import paper_fan_ins
+    from alexnet.net.model import paper_fan_ins
 
     torch.manual_seed(0)
     spec = ModelSpec(input_size=32, width=0.25, fc_units=256, num_classes=10, init="fan-in")

@@ -11,8 +11,8 @@ from PIL import Image
 
 from alexnet.cli import main
 from alexnet.errors import UserError
-from alexnet.features import extract_features
-from alexnet.neighbours import brute_force, faiss_available, knn, parse_query_indices, search_features
+from alexnet.probes.features import extract_features
+from alexnet.probes.neighbours import brute_force, faiss_available, knn, parse_query_indices, search_features
 from test_features import tiny_run
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError
-from alexnet.optim import PaperSGD, freeze, param_groups
+from alexnet.training.optim import PaperSGD, freeze, param_groups
 from alexnet.paper import CODE2012, LEARNING
 
 MU, WD, LR = LEARNING.momentum, LEARNING.weight_decay, LEARNING.lr

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError
-from alexnet.model import ModelSpec, build_model
-from alexnet.parallel import TwoDeviceAlexNet
+from alexnet.net.model import ModelSpec, build_model
+from alexnet.net.parallel import TwoDeviceAlexNet
 
 
 @pytest.mark.parametrize("reading", ["paper", "code2012"])

@@ -12,11 +12,11 @@ from PIL import Image
 
 from alexnet.cli import main
 from alexnet.config import DataConfig
-from alexnet.checkpoint import load_model
+from alexnet.training.checkpoint import load_model
 from alexnet.errors import UserError
-from alexnet.evaluate import evaluate_model
+from alexnet.inference.evaluate import evaluate_model
 from alexnet.paper import RETRIEVAL
-from alexnet.predict import Predictor, predict_images
+from alexnet.inference.predict import Predictor, predict_images
 
 from conftest import make_store
 from test_evaluate import make_checkpoint
@@ -82,7 +82,7 @@ def test_labels_file_and_missing_store(setup, tmp_path: Path) -> None:
     shutil.copy(files[0], other)
     lab = tmp_path / "labels.txt"
     lab.write_text(f"elsewhere.png\tclass {labels[0]}\n")
-    from alexnet.predict import read_labels_file
+    from alexnet.inference.predict import read_labels_file
 
     predictor = Predictor(run, device="cpu")
     (pred,), _ = predict_images(predictor, [other], labels=read_labels_file(lab))

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-import alexnet.prepare as prep
+import alexnet.data.prepare as prep
 from alexnet.errors import UserError
-from alexnet.prepare import prepare, verify
-from alexnet.prepare_images import load_image, reference_image
-from alexnet.store import Store
+from alexnet.data.prepare import prepare, verify
+from alexnet.data.images import load_image, reference_image
+from alexnet.data.store import Store
 
 DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SAMPLE = DATA_DIR / "imagenet-sample"

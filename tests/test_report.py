@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from alexnet.cli import main
-from alexnet.report import SECTIONS, build_report
+from alexnet.probes.report import SECTIONS, build_report
 from test_features import tiny_run
 
 

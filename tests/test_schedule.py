@@ -10,7 +10,7 @@ import torch
 
 from alexnet.errors import UserError
 from alexnet.paper import CODE2012, LEARNING
-from alexnet.schedule import FixedSchedule, PlateauSchedule, make_schedule
+from alexnet.training.schedule import FixedSchedule, PlateauSchedule, make_schedule
 
 DIV = LEARNING.lr_divisor
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from alexnet.errors import UserError
-from alexnet.store import Store, verify_store, write_store
+from alexnet.data.store import Store, verify_store, write_store
 
 S = 16
 CLASSES = [("n00000001", "one"), ("n00000002", "two"), ("n00000003", "three")]

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.checkpoint import load_file, load_model
+from alexnet.training.checkpoint import load_file, load_model
 from alexnet.config import load_config
 from alexnet.errors import UserError
-from alexnet.train import HealthError, HealthMonitor, Trainer, load_run_config, topk_errors, train
+from alexnet.training.trainer import HealthError, HealthMonitor, Trainer, load_run_config, topk_errors, train
 
 TINY = [
     "data.crop=16", "data.workers=0", "model.width=0.125", "model.fc_units=32",

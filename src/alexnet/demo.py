@@ -95,9 +95,9 @@ def write_demo_tree(root: Path, *, train_per_class: int = 300, val_per_class: in
 def run_demo(workdir: Path, *, quick: bool = False, progress: bool = True) -> dict[str, float]:
     """prepare -> train -> eval on the generated data; returns the final errors."""
     from alexnet.config import load_config
-    from alexnet.evaluate import evaluate_checkpoint
-    from alexnet.prepare import prepare
-    from alexnet.train import train
+    from alexnet.inference.evaluate import evaluate_checkpoint
+    from alexnet.data.prepare import prepare
+    from alexnet.training.trainer import train
 
     t0 = time.perf_counter()
     per_class = (60, 20) if quick else (300, 60)
@@ -111,7 +111,7 @@ def run_demo(workdir: Path, *, quick: bool = False, progress: bool = True) -> di
     if quick:
         overrides += ["schedule.max_epochs=2"]
     if (run_dir / "checkpoints" / "last.pt").is_file():
-        from alexnet.train import load_run_config
+        from alexnet.training.trainer import load_run_config
 
         state = train(load_run_config(run_dir), run_dir, resume=True, progress=progress)
     else:

@@ -25,7 +25,7 @@ def _bits(text: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from alexnet.codes import CodeSettings, compare_feature_sets, save_results, table
+    from alexnet.probes.codes import CodeSettings, compare_feature_sets, save_results, table
 
     settings = CodeSettings(bits=_bits(args.bits), epochs=args.epochs, hidden=args.hidden,
                             train_rows=args.train_rows, engine=args.engine, seed=args.seed)

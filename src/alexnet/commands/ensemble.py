@@ -8,7 +8,7 @@ from alexnet.commands.options import add_quiet
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.ensemble import ensemble
+    from alexnet.inference.ensemble import ensemble
 
     result = ensemble(args.members, patches=args.patches, data=args.data, split=args.split, labels=args.labels,
                       out=args.out, progress=not args.quiet)

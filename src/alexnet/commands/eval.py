@@ -23,7 +23,7 @@ def default_out(source: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.evaluate import _dist, evaluate_checkpoint
+    from alexnet.inference.evaluate import _dist, evaluate_checkpoint
 
     modes = ("centre", "ten") if args.patches == "both" else (args.patches,)
     out = Path(args.out) if args.out is not None else default_out(args.source)

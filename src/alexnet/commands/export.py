@@ -6,7 +6,7 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.export import export
+    from alexnet.inference.export import export
 
     report = export(args.source, args.out, fmt=args.format, batch=args.batch)
     print(report.summary())

@@ -8,7 +8,7 @@ from alexnet.commands.options import add_device, add_quiet
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.features import extract_features
+    from alexnet.probes.features import extract_features
 
     fs = extract_features(args.checkpoint, args.data, args.out, split=args.split, batch_size=args.batch_size,
                           limit=args.limit, device=args.device, progress=not args.quiet)

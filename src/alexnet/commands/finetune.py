@@ -8,7 +8,7 @@ from alexnet.commands.options import add_quiet, add_recipe, training_outcome
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.finetune import prepare_finetune
+    from alexnet.training.finetune import prepare_finetune
 
     trainer = prepare_finetune(args.checkpoint, args.data, args.out, preset=args.preset, overrides=args.set,
                                add_conv6=args.add_conv6, progress=not args.quiet)

@@ -6,7 +6,7 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.kernels import analyse_checkpoint
+    from alexnet.probes.kernels import analyse_checkpoint
 
     s = analyse_checkpoint(args.checkpoint, args.out, scale=args.scale, per_row=args.per_row)
     for c in s["per_column"]:

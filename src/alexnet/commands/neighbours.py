@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.neighbours import precision_at_k, render_grid, search_features
+    from alexnet.probes.neighbours import precision_at_k, render_grid, search_features
 
     result = search_features(args.features, args.queries, args.k, engine=args.engine,
                              faiss_threshold=args.faiss_threshold, exclude_self=args.exclude_self,
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from alexnet.neighbours import ENGINES, FAISS_THRESHOLD
+    from alexnet.probes.neighbours import ENGINES, FAISS_THRESHOLD
     from alexnet.paper import RETRIEVAL
 
     p = sub.add_parser("neighbours", help="nearest training images in fc7 feature space (§6.1, Figure 4 right)")

@@ -9,7 +9,7 @@ from alexnet.errors import UserError
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.predict import predict
+    from alexnet.inference.predict import predict
 
     if args.checkpoint is None:
         raise UserError("--checkpoint RUN is required: the run directory or checkpoint file to predict with")

@@ -6,7 +6,7 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.report import write_report
+    from alexnet.probes.report import write_report
 
     path = write_report(args.run, args.out, store=args.data, compute_eval=not args.no_eval, pool=args.pool)
     print(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB, images embedded)")

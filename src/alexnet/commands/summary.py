@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.model import VARIANTS, ModelSpec, build_model, parse_variants
+from alexnet.net.model import VARIANTS, ModelSpec, build_model, parse_variants
 from alexnet.paper import ARCH, READINGS
-from alexnet.summary import format_table, layer_table
+from alexnet.net.summary import format_table, layer_table
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

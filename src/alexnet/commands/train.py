@@ -11,7 +11,7 @@ from alexnet.errors import UserError
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.train import load_run_config, train
+    from alexnet.training.trainer import load_run_config, train
 
     overrides = list(args.set or [])
     if args.resume:

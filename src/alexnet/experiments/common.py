@@ -102,7 +102,7 @@ def environment(threads: int = 0) -> dict[str, Any]:
     """Hardware and versions, recorded with every result."""
     import torch
 
-    from alexnet.train import versions
+    from alexnet.training.trainer import versions
 
     env: dict[str, Any] = dict(versions())
     env["torch_threads"] = threads or torch.get_num_threads()
@@ -129,7 +129,7 @@ def environment(threads: int = 0) -> dict[str, Any]:
 
 def store_for(ctx: Context, dataset: str, make: Callable[[Path], Any]) -> Path:
     """The base store of ``dataset``: ``ctx.stores[dataset]`` if given, else made once in the cache."""
-    from alexnet.store import Store
+    from alexnet.data.store import Store
 
     if dataset in ctx.stores:
         return Path(ctx.stores[dataset])
@@ -146,8 +146,8 @@ def store_for(ctx: Context, dataset: str, make: Callable[[Path], Any]) -> Path:
 
 
 def prepared_from_tree(ctx: Context, dataset: str, folder: str, size: int) -> Path:
-    """A store prepared with :func:`alexnet.prepare.prepare` from ``data_root/folder`` at ``size``."""
-    from alexnet.prepare import prepare
+    """A store prepared with :func:`alexnet.data.prepare.prepare` from ``data_root/folder`` at ``size``."""
+    from alexnet.data.prepare import prepare
 
     src = ctx.data_root / folder
     if dataset not in ctx.stores and not src.is_dir():
@@ -169,7 +169,7 @@ def derived_store(ctx: Context, base: Path, *, train: int, val: int, train_eval:
 
     0 means "all".  Subsets are seeded random draws; the store is cached by its counts.
     """
-    from alexnet.store import Store, write_store
+    from alexnet.data.store import Store, write_store
 
     src = Store(base)
     held = _held_out_name(src)
@@ -204,7 +204,7 @@ def derived_store(ctx: Context, base: Path, *, train: int, val: int, train_eval:
 
 
 def load_arrays(store_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    from alexnet.store import Store
+    from alexnet.data.store import Store
 
     s = Store(store_path).split(split)
     return s.read(np.arange(len(s))), s.labels.astype(np.int64)
@@ -215,7 +215,7 @@ def load_arrays(store_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def train_sub_run(ctx: Context, sub: str, config: Any) -> dict[str, Any]:
     """Train (or resume, or skip) one run of the paper's network; returns its ``done.json``."""
-    from alexnet.train import HealthError, Trainer
+    from alexnet.training.trainer import HealthError, Trainer
 
     run_dir = ctx.run_dir(sub)
     done = run_dir / "done.json"
@@ -263,7 +263,7 @@ def train_sub_run(ctx: Context, sub: str, config: Any) -> dict[str, Any]:
 def evaluate_sub_run(ctx: Context, sub: str, store: Path, split: str,
                      modes: tuple[str, ...] = ("centre",)) -> dict[str, Any]:
     """Evaluate a sub-run's last weights on ``split``; cached in ``runs/<sub>/eval-<split>/``."""
-    from alexnet.evaluate import evaluate_checkpoint
+    from alexnet.inference.evaluate import evaluate_checkpoint
 
     run_dir = ctx.run_dir(sub)
     out = run_dir / f"eval-{split}"
@@ -288,7 +288,7 @@ def seed_record(done: dict[str, Any], ev: dict[str, Any], errors: Sequence[str],
 
 
 def history(run_dir: Path) -> list[dict[str, Any]]:
-    from alexnet.train import read_history
+    from alexnet.training.trainer import read_history
 
     return read_history(run_dir)
 

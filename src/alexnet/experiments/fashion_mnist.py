@@ -15,8 +15,8 @@ from typing import Any
 
 from alexnet.config import load_config
 from alexnet.experiments import common
-from alexnet.fashion_mnist import DEFAULT_DIR, PRESET_PAD
-from alexnet.store import Store
+from alexnet.data.sources.fashion_mnist import DEFAULT_DIR, PRESET_PAD
+from alexnet.data.store import Store
 
 DESCRIPTION = "the paper's recipe, small-input preset, on Fashion-MNIST (goal >= 93% test accuracy)"
 SEEDS = {"quick": 1, "full": 1}
@@ -35,7 +35,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
 
 def base_store(ctx: common.Context, idx_dir: str, pad: int) -> Path:
     """The cached store ``fashion-mnist-S`` with S = 28 + 2·pad (the preset's crops are 28x28)."""
-    from alexnet.fashion_mnist import IMAGE_SIDE, write_fashion_store
+    from alexnet.data.sources.fashion_mnist import IMAGE_SIDE, write_fashion_store
 
     return common.store_for(ctx, f"fashion-mnist-{IMAGE_SIDE + 2 * pad}",
                             lambda out: write_fashion_store(out, Path(idx_dir), pad))

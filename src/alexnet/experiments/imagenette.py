@@ -7,7 +7,7 @@ their 32-pixel margin -- an upscale the paper's data did not have.  Preset
 augmentation (crops, reflections, PCA colour noise), optimiser and plateau
 schedule.  Outputs: error curves, centre and ten-patch validation errors, and
 conv1's kernel grid with the per-column colour statistic (Figure 3) when
-:mod:`alexnet.kernels` is available.  The goal (>= 85% top-1 accuracy with
+:mod:`alexnet.probes.kernels` is available.  The goal (>= 85% top-1 accuracy with
 ten patches) needs a GPU; on a CPU only a short stated budget is run.
 """
 
@@ -39,7 +39,7 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
         sub = f"seed{seed}"
         config = common.paper_config(ctx, "imagenette", store, seed, [f"optim.batch_size={params['batch_size']}"],
                                      max_steps=params["max_steps"])
-        from alexnet.store import Store
+        from alexnet.data.store import Store
 
         config.model.num_classes = Store(store).num_classes
         if config.data.crop > Store(store).image_size:  # tiny test stores
@@ -54,9 +54,9 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
                      f"{r['train_wall_seconds']:.0f}"])
         common.plot_history(ax, common.history(ctx.run_dir(sub)), f"seed {seed}")
         try:
-            from alexnet.kernels import analyse_checkpoint
+            from alexnet.probes.kernels import analyse_checkpoint
         except ImportError:
-            notes.append("alexnet.kernels is not available: conv1 kernel grid and column colour statistic skipped.")
+            notes.append("alexnet.probes.kernels is not available: conv1 kernel grid and column colour statistic skipped.")
         else:
             png = ctx.out / f"conv1-kernels-seed{seed}.png"
             summary = analyse_checkpoint(ctx.run_dir(sub) / "checkpoints" / "last.pt", png)

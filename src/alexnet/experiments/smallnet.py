@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from alexnet.checkpoint import atomic_save
-from alexnet.lrn import LocalResponseNorm
+from alexnet.training.checkpoint import atomic_save
+from alexnet.net.lrn import LocalResponseNorm
 from alexnet.paper import CIFAR, LEARNING, LRN_PARAMS, POOL
 
 #: layers-18pct's kernel counts.

@@ -3,7 +3,7 @@
 "The parallelization scheme that we employ essentially puts half of the
 kernels (or neurons) on each GPU, with one additional trick: the GPUs
 communicate only in certain layers."  :class:`TwoDeviceAlexNet` splits a
-built :class:`~alexnet.model.AlexNet` into its two columns, column ``c`` on
+built :class:`~alexnet.net.model.AlexNet` into its two columns, column ``c`` on
 ``devices[c]``.  Layers that see only their own column (conv2, conv4, conv5:
 grouped convolutions; every ReLU, normalisation, pooling and dropout) run
 where their column lives; layers that see both columns (conv3 and the
@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from alexnet.errors import UserError
-from alexnet.lrn import LocalResponseNorm
-from alexnet.model import AlexNet
+from alexnet.net.lrn import LocalResponseNorm
+from alexnet.net.model import AlexNet
 
 
 def _split_conv(conv: nn.Conv2d, column: int, sees_both: bool) -> nn.Conv2d:

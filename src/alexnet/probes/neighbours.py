@@ -285,7 +285,7 @@ def search_features(
     (all its rows, or the first ``max_queries``) or indices of database images ('0,5,10-12' or a file)."""
     import time
 
-    from alexnet.features import FeatureSet, check_same_model
+    from alexnet.probes.features import FeatureSet, check_same_model
 
     db = FeatureSet.open(database)
     qpath = Path(queries)
@@ -313,7 +313,7 @@ def render_grid(result: SearchResult, to: str | Path | None = None, rows: int | 
                 columns: int | None = None) -> bytes:
     """Figure 4 (right) for the first ``rows`` queries: query, then its ``columns`` nearest images."""
     from alexnet.paper import RETRIEVAL
-    from alexnet.plots import neighbour_grid
+    from alexnet.probes.plots import neighbour_grid
 
     rows = min(rows or RETRIEVAL.figure4_queries, len(result.query_rows))
     cols = min(columns or RETRIEVAL.figure4_neighbours, result.neighbours.indices.shape[1])

@@ -5,7 +5,7 @@ Sections (each a ``<section id=...>``; :data:`SECTIONS`):
 * ``config``      -- the reading, the resolved configuration (RUN/config.toml) and run.json
 * ``curves``      -- training and validation error and the learning rate ε over epochs (metrics.jsonl)
 * ``errors``      -- the final table of errors, centre patch and ten patches (RUN/eval/eval.json,
-                     else computed with :func:`alexnet.evaluate.evaluate_checkpoint` when the store is there)
+                     else computed with :func:`alexnet.inference.evaluate.evaluate_checkpoint` when the store is there)
 * ``kernels``     -- conv1's kernels (Figure 3) and each column's colour specificity
 * ``predictions`` -- top-5 predictions for a few validation images (Figure 4 left)
 * ``neighbours``  -- nearest training images in fc7 space for a few queries (Figure 4 right)
@@ -75,8 +75,8 @@ class Context:
 
 def _open_store(ctx: Context, store_path: str | None) -> None:
     from alexnet.config import DataConfig, config_from_dict
-    from alexnet.data import Augmentation
-    from alexnet.store import Store
+    from alexnet.data.batches import Augmentation
+    from alexnet.data.store import Store
 
     cfg = config_from_dict(ctx.ckpt["config"]) if "config" in ctx.ckpt else None
     path = store_path or (cfg.data.store if cfg else "")
@@ -118,8 +118,8 @@ def section_config(ctx: Context) -> str:
 
 
 def section_curves(ctx: Context) -> str:
-    from alexnet.plots import curves
-    from alexnet.train import read_history
+    from alexnet.probes.plots import curves
+    from alexnet.training.trainer import read_history
 
     epochs = [r for r in read_history(ctx.run) if r.get("kind") == "epoch"]
     if not epochs:
@@ -146,7 +146,7 @@ def section_errors(ctx: Context, compute: bool) -> str:
     if path.is_file():
         summary = json.loads(path.read_text())
     elif compute and ctx.store is not None:
-        from alexnet.evaluate import evaluate_checkpoint
+        from alexnet.inference.evaluate import evaluate_checkpoint
 
         result = evaluate_checkpoint(ctx.ckpt["path"], ctx.store.path, split=ctx.val_split,
                                      out=ctx.run / "eval", progress=False)
@@ -163,8 +163,8 @@ def section_errors(ctx: Context, compute: bool) -> str:
 
 
 def section_kernels(ctx: Context) -> str:
-    from alexnet.kernels import colour_summary, kernel_grid
-    from alexnet.plots import image_png
+    from alexnet.probes.kernels import colour_summary, kernel_grid
+    from alexnet.probes.plots import image_png
 
     w = ctx.model.conv1_kernels().cpu().numpy()
     grid, _ = kernel_grid(w, ctx.model.columns)
@@ -187,8 +187,8 @@ def _class_names(ctx: Context) -> list[str]:
 
 
 def section_predictions(ctx: Context, count: int) -> str:
-    from alexnet.features import features_of
-    from alexnet.plots import top5_panel
+    from alexnet.probes.features import features_of
+    from alexnet.probes.plots import top5_panel
 
     if ctx.store is None or ctx.val_split is None:
         return note(f"no validation images: {ctx.store_problem or 'the store has no val or test split'}")
@@ -210,9 +210,9 @@ def section_predictions(ctx: Context, count: int) -> str:
 
 
 def section_neighbours(ctx: Context, queries: int, pool: int) -> str:
-    from alexnet.features import features_of
-    from alexnet.neighbours import knn
-    from alexnet.plots import neighbour_grid
+    from alexnet.probes.features import features_of
+    from alexnet.probes.neighbours import knn
+    from alexnet.probes.plots import neighbour_grid
 
     if ctx.store is None or ctx.val_split is None or "train" not in ctx.store.splits():
         return note(f"no images to search: {ctx.store_problem or 'the store needs train and val/test splits'}")
@@ -255,7 +255,7 @@ def build_report(
     pool: int = 2000,
 ) -> str:
     """The HTML page of a run directory, as a string."""
-    from alexnet.checkpoint import load_model
+    from alexnet.training.checkpoint import load_model
 
     run = Path(run)
     if not run.is_dir():

@@ -1,6 +1,6 @@
 """Export a trained network to ONNX or TorchScript, and check the export against PyTorch.
 
-The network's :class:`alexnet.lrn.LocalResponseNorm` runs a custom
+The network's :class:`alexnet.net.lrn.LocalResponseNorm` runs a custom
 ``autograd.Function`` (a hand-written backward for speed), which neither the
 ONNX exporter nor TorchScript can see through.  For export every such layer is
 swapped for :class:`PlainLRN`, the same §3.3 formula written with ordinary
@@ -32,9 +32,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from alexnet.checkpoint import load_model
+from alexnet.training.checkpoint import load_model
 from alexnet.errors import UserError
-from alexnet.lrn import LocalResponseNorm
+from alexnet.net.lrn import LocalResponseNorm
 
 FORMATS = ("onnx", "torchscript")
 #: Exported logits may differ from PyTorch's by float32 rounding; beyond this (relative to the
@@ -165,7 +165,7 @@ def _run_torchscript(path: Path, x: Tensor) -> np.ndarray:
 
 
 def _sidecar(out: Path, model: nn.Module, ckpt: dict[str, Any], fmt: str) -> None:
-    from alexnet.evaluate import training_stats
+    from alexnet.inference.evaluate import training_stats
 
     spec = model.spec
     info: dict[str, Any] = {

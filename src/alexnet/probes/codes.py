@@ -11,7 +11,7 @@ sigmoid's gradient) after Gaussian noise is added to their inputs, which
 pushes them towards saturation (as in semantic hashing, ref. [14]).  Codes are
 packed 8 bits a byte (``np.packbits``); retrieval ranks by Hamming distance,
 computed with XOR and a popcount (``np.bitwise_count`` on NumPy 2, else a
-256-entry lookup table), chunked like :func:`alexnet.neighbours.knn`, ties
+256-entry lookup table), chunked like :func:`alexnet.probes.neighbours.knn`, ties
 broken by the lower index.
 
 The same auto-encoder on raw pixels is the baseline §6.1 contrasts it with.
@@ -269,7 +269,7 @@ def compare(
 ) -> list[MethodResult]:
     """precision@k, queries/s and bytes/item of exact Euclidean search on each kind of vector
     (e.g. ``features``, ``pixels``) and of Hamming search on auto-encoder codes of ``code_on``."""
-    from alexnet.neighbours import knn
+    from alexnet.probes.neighbours import knn
 
     say = progress or (lambda *_: None)
     results: list[MethodResult] = []
@@ -295,7 +295,7 @@ def compare(
 
 
 def precision_at(db_labels: np.ndarray, indices: np.ndarray, q_labels: np.ndarray) -> float:
-    from alexnet.neighbours import precision_at_k
+    from alexnet.probes.neighbours import precision_at_k
 
     return precision_at_k(np.asarray(db_labels)[indices], q_labels)
 
@@ -319,7 +319,7 @@ def compare_feature_sets(
 ) -> tuple[list[MethodResult], dict[str, Any]]:
     """Side by side on two feature folders (database, queries): raw fc7 features, binary codes of them,
     raw pixels (centre patch the network saw) and, optionally, binary codes of the raw pixels."""
-    from alexnet.features import FeatureSet, check_same_model, pixel_vectors
+    from alexnet.probes.features import FeatureSet, check_same_model, pixel_vectors
 
     db, qs = FeatureSet.open(database), FeatureSet.open(queries)
     check_same_model(db, qs)

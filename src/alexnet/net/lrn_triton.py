@@ -1,6 +1,6 @@
 """Fused cross-map LRN (§3.3) on the GPU, as two Triton kernels.
 
-The CPU layer in :mod:`alexnet.lrn` makes about nine memory passes forward and
+The CPU layer in :mod:`alexnet.net.lrn` makes about nine memory passes forward and
 ``n + 3`` backward, each a separate kernel; on a GPU every pass is a launch and
 a full read and write of the maps.  Here each direction is one kernel: a program
 takes a tile of ``BLOCK_P`` pixels by all ``C/G`` channels of one column and

@@ -1,7 +1,7 @@
 """Top-5 predictions for image files (§6.1, Figure 4 left).
 
 Each image is decoded the way ``alexnet prepare`` decoded the training images
-(:func:`alexnet.prepare_images.load_image`: shorter side rescaled to the store's
+(:func:`alexnet.data.images.load_image`: shorter side rescaled to the store's
 size S, central S x S patch), then cut into the centre patch or the ten patches
 of §4.1, the training set's mean is subtracted exactly as at evaluation time, and
 the softmax outputs (averaged over the ten patches) are ranked.  S is the size of
@@ -26,13 +26,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from alexnet.checkpoint import load_model
+from alexnet.training.checkpoint import load_model
 from alexnet.config import DataConfig, config_from_dict
-from alexnet.data import Augmentation
+from alexnet.data.batches import Augmentation
 from alexnet.errors import UserError
-from alexnet.evaluate import choose_device, training_stats
+from alexnet.inference.evaluate import choose_device, training_stats
 from alexnet.paper import RETRIEVAL
-from alexnet.store import Store
+from alexnet.data.store import Store
 
 PATCH_MODES = ("centre", "ten")
 
@@ -150,7 +150,7 @@ def predict_images(
     on_error=None,
 ) -> tuple[list[Prediction], list[tuple[str, str]]]:
     """Predictions for the images that decode; (image, reason) for those that do not."""
-    from alexnet.prepare_images import ImageRejected, load_image
+    from alexnet.data.images import ImageRejected, load_image
 
     done: list[Prediction] = []
     failed: list[tuple[str, str]] = []

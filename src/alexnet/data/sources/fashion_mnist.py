@@ -85,6 +85,6 @@ def pad_for_side(side: int) -> int:
 
 def write_fashion_store(out: Path, folder: Path = DEFAULT_DIR, pad: int = 0):
     """Write Fashion-MNIST (train 60,000 / test 10,000) as a store in ``out``, ``pad`` zeros around."""
-    from alexnet.store import write_store
+    from alexnet.data.store import write_store
 
     return write_store(Path(out), load(folder, pad), CLASSES, source=str(folder))

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from alexnet import __version__
-from alexnet.checkpoint import (
+from alexnet.training.checkpoint import (
     FORMAT,
     KIND,
     atomic_save,
@@ -45,13 +45,13 @@ from alexnet.checkpoint import (
     strip_module_prefix,
 )
 from alexnet.config import Config, apply_overrides, config_from_dict, to_toml
-from alexnet.data import Augmentation, EvalBatches, TrainBatches, loader
+from alexnet.data.batches import Augmentation, EvalBatches, TrainBatches, loader
 from alexnet.errors import UserError
-from alexnet.model import AlexNet, ModelSpec, build_model
-from alexnet.optim import PaperSGD, param_groups
+from alexnet.net.model import AlexNet, ModelSpec, build_model
+from alexnet.training.optim import PaperSGD, param_groups
 from alexnet.runtime import tune_cpu_allocator
-from alexnet.schedule import make_schedule
-from alexnet.store import Store
+from alexnet.training.schedule import make_schedule
+from alexnet.data.store import Store
 
 
 # --------------------------------------------------------------------------- distributed

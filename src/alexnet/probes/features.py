@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from alexnet.errors import UserError
-from alexnet.store import atomic_write
+from alexnet.data.store import atomic_write
 
 KIND = "alexnet-features"
 FORMAT = 1
@@ -114,7 +114,7 @@ class FeatureSet:
         return (self.path / "paths.txt").read_text("utf-8").splitlines()
 
     def store(self) -> Any:
-        from alexnet.store import Store
+        from alexnet.data.store import Store
 
         return Store(self.meta["store"])
 
@@ -165,11 +165,11 @@ def extract_features(
 
     ``max_rows`` stops after that many rows in total (simulates an interruption; tests).
     """
-    from alexnet.checkpoint import load_model
+    from alexnet.training.checkpoint import load_model
     from alexnet.config import DataConfig, config_from_dict
-    from alexnet.data import Augmentation
-    from alexnet.evaluate import choose_device
-    from alexnet.store import Store
+    from alexnet.data.batches import Augmentation
+    from alexnet.inference.evaluate import choose_device
+    from alexnet.data.store import Store
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")

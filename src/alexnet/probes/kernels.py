@@ -133,8 +133,8 @@ def kernel_grid(weights: np.ndarray, columns: int, per_row: int | None = None, p
 def analyse_checkpoint(source: str | Path, out: str | Path | None = None, *, scale: int = 4,
                        per_row: int | None = None) -> dict[str, Any]:
     """Kernel grid PNG (``out``) and colour JSON (``out`` with .json) of a run or checkpoint's conv1."""
-    from alexnet.checkpoint import load_model
-    from alexnet.plots import save_image
+    from alexnet.training.checkpoint import load_model
+    from alexnet.probes.plots import save_image
 
     model, ckpt = load_model(source)
     weights = model.conv1_kernels().cpu().numpy()

@@ -6,7 +6,7 @@ Each member is one of
   as written by ``alexnet eval``;
 * a ``.npy`` file of (N, C) probabilities, with ``labels.npy`` beside it (or ``--labels``);
 * a run directory or checkpoint file, evaluated first with
-  :func:`alexnet.evaluate.evaluate_checkpoint` on ``--data`` (saved to ``OUT/members/<k>``).
+  :func:`alexnet.inference.evaluate.evaluate_checkpoint` on ``--data`` (saved to ``OUT/members/<k>``).
 
 The ensemble's prediction for an image is the arithmetic mean of the members'
 probability vectors (each member's own prediction being, by default, its
@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from alexnet.errors import UserError
-from alexnet.evaluate import error_table, topk_error_rates
+from alexnet.inference.evaluate import error_table, topk_error_rates
 
 #: Rows of a probability file may sum to 1 within this tolerance (float32 softmax sums).
 SUM_TOLERANCE = 1e-3
@@ -95,7 +95,7 @@ def load_member(
     if _is_checkpoint(path):
         if data is None:
             raise UserError(f"ensemble member {path} is a run or checkpoint: pass --data STORE to evaluate it")
-        from alexnet.evaluate import evaluate_checkpoint
+        from alexnet.inference.evaluate import evaluate_checkpoint
 
         out = None if work is None else work / "members" / f"{index + 1}"
         result = evaluate_checkpoint(path, data, split=split, out=out, modes=(patches,), progress=progress)

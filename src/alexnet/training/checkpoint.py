@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError
-from alexnet.store import atomic_write
-from alexnet.model import AlexNet, ModelSpec, build_model
+from alexnet.data.store import atomic_write
+from alexnet.net.model import AlexNet, ModelSpec, build_model
 
 FORMAT = 1
 KIND = "alexnet-checkpoint"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from alexnet.model import AlexNet
+from alexnet.net.model import AlexNet
 
 
 @dataclass(frozen=True)

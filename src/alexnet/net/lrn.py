@@ -38,7 +38,7 @@ from alexnet.paper import LRN_PARAMS
 #: torch.nn.LocalResponseNorm, and Caffe) do.
 CONVENTIONS: tuple[str, ...] = ("paper", "code2012")
 
-#: Implementations: ``auto`` picks the fused Triton kernels (:mod:`alexnet.lrn_triton`)
+#: Implementations: ``auto`` picks the fused Triton kernels (:mod:`alexnet.net.lrn_triton`)
 #: for 4-D CUDA tensors when Triton is installed and this module's passes otherwise;
 #: ``torch`` and ``triton`` force one (``triton`` on CPU tensors needs TRITON_INTERPRET=1).
 ENGINES: tuple[str, ...] = ("auto", "torch", "triton")
@@ -179,7 +179,7 @@ def local_response_norm(
     if a.shape[1] % groups:
         raise ValueError(f"LRN: {a.shape[1]} channels do not split into {groups} groups")
     if _use_triton(a, engine):
-        from alexnet.lrn_triton import TritonLRNFunction
+        from alexnet.net.lrn_triton import TritonLRNFunction
 
         return TritonLRNFunction.apply(a, n, effective_alpha, beta, k, groups)
     return _LRNFunction.apply(a, n, effective_alpha, beta, k, groups)
@@ -193,7 +193,7 @@ def _use_triton(a: Tensor, engine: str) -> bool:
         raise UserError(f"lrn engine: unknown value {engine!r}; allowed: {', '.join(ENGINES)}")
     if engine == "auto" and not (a.is_cuda and a.dim() == 4 and a.dtype in _TRITON_DTYPES):
         return False  # decided before importing Triton: CPU forward passes never load it
-    from alexnet import lrn_triton
+    from alexnet.net import lrn_triton
 
     if engine == "triton":
         if not lrn_triton.available():
@@ -211,7 +211,7 @@ class LocalResponseNorm(nn.Module):
     ``LocalResponseNorm(5, a, b, k, "code2012")`` equals
     ``torch.nn.LocalResponseNorm(5, a, b, k)`` and the paper's reading equals
     ``torch.nn.LocalResponseNorm(5, 5 * a, b, k)``.  On CUDA tensors the fused
-    Triton kernels of :mod:`alexnet.lrn_triton` run (``engine="auto"``).
+    Triton kernels of :mod:`alexnet.net.lrn_triton` run (``engine="auto"``).
     """
 
     def __init__(

@@ -17,7 +17,7 @@ On-disk layout of a store folder ``OUT``::
 
 Every file is written atomically (temporary file in the same folder, fsync,
 ``os.replace``) and nothing in it depends on the time or the machine's state, so
-an interrupted and resumed :func:`alexnet.prepare.prepare` produces the same bytes
+an interrupted and resumed :func:`alexnet.data.prepare.prepare` produces the same bytes
 as an uninterrupted run.  ``manifest.json`` is written last: its presence marks a
 complete store.
 
@@ -463,7 +463,7 @@ def write_store(
     """Write a store straight from in-memory uint8 arrays (N, S, S, 3) and integer labels.
 
     Used by tests, built-in demo data and dataset importers; the files are the same
-    as :func:`alexnet.prepare.prepare` writes.  ``paths`` gives a name per image
+    as :func:`alexnet.data.prepare.prepare` writes.  ``paths`` gives a name per image
     (default ``<split>/<index>``).  Statistics come from ``stats_split`` when present.
     """
     out = Path(out)

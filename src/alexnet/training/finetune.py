@@ -3,7 +3,7 @@
 §6: "Training one CNN, with an extra sixth convolutional layer over the last
 pooling layer, to classify the entire ImageNet Fall 2011 release ..., and then
 'fine-tuning' it on ILSVRC-2012".  :func:`finetune` builds the usual
-:class:`alexnet.train.Trainer` for the new store (the §5 recipe, the chosen
+:class:`alexnet.training.trainer.Trainer` for the new store (the §5 recipe, the chosen
 preset and ``--set`` overrides), with the source network's architecture
 (reading, variants, width, fc units, input size) plus, with ``add_conv6``, the
 sixth conv layer.  Before the first step it copies every source layer into the
@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-from alexnet.checkpoint import load_file, strip_module_prefix
+from alexnet.training.checkpoint import load_file, strip_module_prefix
 from alexnet.config import Config, apply_overrides, load_config
 from alexnet.errors import UserError
-from alexnet.model import ModelSpec
+from alexnet.net.model import ModelSpec
 
 #: Layers that are always re-initialised: the output layer (its size is the class count).
 REPLACED = ("fc8",)
@@ -94,8 +94,8 @@ def prepare_finetune(
     add_conv6: bool = False,
     progress: bool = True,
 ):
-    """A :class:`~alexnet.train.Trainer` for the fine-tune, with the source weights loaded (not yet trained)."""
-    from alexnet.train import Trainer
+    """A :class:`~alexnet.training.trainer.Trainer` for the fine-tune, with the source weights loaded (not yet trained)."""
+    from alexnet.training.trainer import Trainer
 
     data = load_file(checkpoint)
     source_spec = ModelSpec.from_dict(data["model_spec"])

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from alexnet.errors import UserError, choice_error
-from alexnet.lrn import LocalResponseNorm, SameMapNorm
+from alexnet.net.lrn import LocalResponseNorm, SameMapNorm
 from alexnet.paper import ARCH, CODE2012, DROPOUT, INIT, LRN_PARAMS, POOL, READINGS, SIXTH
 
 #: Named variants for the paper's comparisons (§3.1-§3.4, §6, §7).

@@ -30,12 +30,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from alexnet.checkpoint import load_model
+from alexnet.training.checkpoint import load_model
 from alexnet.config import DataConfig, config_from_dict
-from alexnet.data import Augmentation, EvalBatches, loader
+from alexnet.data.batches import Augmentation, EvalBatches, loader
 from alexnet.errors import UserError
 from alexnet.paper import ARCH, RESULTS, ErrorPair
-from alexnet.store import Stats, Store
+from alexnet.data.store import Stats, Store
 
 #: Row names of the modes in the tables.
 MODE_NAMES = {"centre": "1 CNN, centre patch", "ten": "1 CNN, ten patches (§4.1)"}

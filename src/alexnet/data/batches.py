@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from alexnet.augment import Draws, draw_augmentation, eval_transform, train_transform
+from alexnet.data.augment import Draws, draw_augmentation, eval_transform, train_transform
 from alexnet.config import DataConfig
 from alexnet.paper import CODE2012
-from alexnet.store import Stats, StoreSplit
+from alexnet.data.store import Stats, StoreSplit
 
 
 def _mix(*numbers: int) -> int:
@@ -35,7 +35,7 @@ def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Augmentation:
-    """What :func:`alexnet.augment.train_transform` needs besides the images."""
+    """What :func:`alexnet.data.augment.train_transform` needs besides the images."""
 
     crop: int
     mean_image: np.ndarray

@@ -13,9 +13,9 @@ folder with no usable image is kept (with a warning) so that indices stay stable
 Human-readable names come from ``SRC/LOC_synset_mapping.txt``, ``SRC/words.txt`` or
 the devkit ``meta.mat`` (needs scipy), else the folder names.
 
-Each image becomes one 256x256 RGB patch (:mod:`alexnet.prepare_images`); shards
+Each image becomes one 256x256 RGB patch (:mod:`alexnet.data.images`); shards
 of ``--shard-size`` source files are decoded and written by worker processes,
-atomically and resumably (:mod:`alexnet.store`).  Files that cannot be used are
+atomically and resumably (:mod:`alexnet.data.store`).  Files that cannot be used are
 listed in ``OUT/rejected.tsv``; nothing crashes on bad input.
 """
 
@@ -43,7 +43,7 @@ import numpy as np
 
 from alexnet.errors import UserError
 from alexnet.paper import DATA, FALL2009
-from alexnet.store import (
+from alexnet.data.store import (
     DEFAULT_JPEG_QUALITY,
     DEFAULT_SHARD_SIZE,
     FORMAT_VERSION,
@@ -454,7 +454,7 @@ def _torch_one_thread() -> Iterator[None]:
 
 def _run_shard(task: _ShardTask) -> dict[str, Any]:
     """Decode one shard's images and write the shard (or reuse a finished one)."""
-    from alexnet.prepare_images import ImageRejected, load_image
+    from alexnet.data.images import ImageRejected, load_image
 
     folder = Path(task.folder)
     done = load_valid_sidecar(folder, task.index, task.key)
@@ -522,7 +522,7 @@ def _os_user_error(err: OSError, what: str) -> UserError:
 
 def _clean_stale(out: Path, planned: dict[str, int], fmt: str) -> None:
     """Remove temp files, and shard files not in the current plan (from an earlier run's options)."""
-    from alexnet.store import shard_files, shard_name
+    from alexnet.data.store import shard_files, shard_name
 
     for sub in out.iterdir():
         if not sub.is_dir():
@@ -758,7 +758,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _prepare_fashion_mnist(src: Path, out: Path, size: int | None) -> int:
     """``alexnet prepare --fashion-mnist IDX_DIR OUT``: the 28x28 images centred on zeros, ``size`` a side."""
-    from alexnet.fashion_mnist import IMAGE_SIDE, PRESET_PAD, pad_for_side, write_fashion_store
+    from alexnet.data.sources.fashion_mnist import IMAGE_SIDE, PRESET_PAD, pad_for_side, write_fashion_store
 
     size = IMAGE_SIDE + 2 * PRESET_PAD if size is None else size
     pad = pad_for_side(size)

@@ -1,0 +1,1 @@
+"""Built-in data sources: generated shapes (the demo) and Fashion-MNIST."""

@@ -1,0 +1,1 @@
+"""The network (§3): the model builder, local response normalisation, columns on two devices."""
