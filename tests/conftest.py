@@ -32,7 +32,7 @@ def quadrant_images(n: int, size: int, classes: int, rng: np.random.Generator) -
 
 
 def make_store(path: Path, *, train: int = 96, val: int = 40, size: int = 20, classes: int = 4, seed: int = 0):
-    from alexnet.data.store import write_store
+    from alexnet.data.shards import write_store
 
     rng = np.random.default_rng(seed)
     return write_store(

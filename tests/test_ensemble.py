@@ -11,7 +11,7 @@ import pytest
 from alexnet.cli import main
 from alexnet.inference.ensemble import ensemble
 from alexnet.errors import UserError
-from alexnet.inference.evaluate import topk_error_rates
+from alexnet.inference.scoring import topk_error_rates
 
 from conftest import make_store
 from test_evaluate import make_checkpoint

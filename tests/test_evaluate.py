@@ -17,10 +17,12 @@ from alexnet.cli import main
 from alexnet.config import Config, DataConfig
 from alexnet.data.batches import Augmentation, EvalBatches
 from alexnet.errors import UserError
-from alexnet.inference.evaluate import EvalResult, evaluate_checkpoint, evaluate_model, topk_error_rates
+from alexnet.inference.evaluate import EvalResult, evaluate_checkpoint, evaluate_model
+from alexnet.inference.scoring import topk_error_rates
 from alexnet.net.model import ModelSpec, build_model
 from alexnet.paper import ARCH, RESULTS
-from alexnet.data.store import Store, write_store
+from alexnet.data.shards import write_store
+from alexnet.data.store import Store
 
 from conftest import make_store
 

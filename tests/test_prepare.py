@@ -15,7 +15,9 @@ from PIL import Image, ImageOps
 
 import alexnet.data.prepare as prep
 from alexnet.errors import UserError
-from alexnet.data.prepare import prepare, verify
+from alexnet.commands import prepare as prepare_command
+from alexnet.data.prepare import prepare
+from alexnet.data.store import verify_store as verify
 from alexnet.data.images import load_image, reference_image
 from alexnet.data.store import Store
 
@@ -336,16 +338,16 @@ def test_changed_options_rewrite_stale_shards(tmp_path: Path) -> None:
 def test_command_line_prepare_and_verify(tmp_path: Path, capsys) -> None:
     src = _tree(tmp_path / "src", per_class=1)
     parser = argparse.ArgumentParser()
-    prep.register(parser.add_subparsers(dest="command"))
+    prepare_command.register(parser.add_subparsers(dest="command"))
     out = tmp_path / "out"
-    args = parser.parse_args(["prepare", str(src), str(out), "--size", str(S), "--workers", "1", "--no-progress"])
-    assert prep.run(args) == 0
+    args = parser.parse_args(["prepare", str(src), str(out), "--size", str(S), "--workers", "1", "--quiet"])
+    assert prepare_command.run(args) == 0
     assert "3 classes" in capsys.readouterr().out
-    assert prep.run(parser.parse_args(["prepare", "--verify", str(out)])) == 0
+    assert prepare_command.run(parser.parse_args(["prepare", "--verify", str(out)])) == 0
     (out / "train" / "labels.npy").write_bytes(b"junk")
-    assert prep.run(parser.parse_args(["prepare", "--verify", str(out)])) == 1
+    assert prepare_command.run(parser.parse_args(["prepare", "--verify", str(out)])) == 1
     with pytest.raises(UserError):
-        prep.run(parser.parse_args(["prepare", str(src)]))
+        prepare_command.run(parser.parse_args(["prepare", str(src)]))
 
 
 def test_jpeg_store_format(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from alexnet.errors import UserError
-from alexnet.data.store import Store, verify_store, write_store
+from alexnet.data.shards import write_store
+from alexnet.data.store import Store, verify_store
 
 S = 16
 CLASSES = [("n00000001", "one"), ("n00000002", "two"), ("n00000003", "three")]

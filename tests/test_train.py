@@ -12,7 +12,9 @@ import torch
 from alexnet.training.checkpoint import load_file, load_model
 from alexnet.config import load_config
 from alexnet.errors import UserError
-from alexnet.training.trainer import HealthError, HealthMonitor, Trainer, load_run_config, topk_errors, train
+from alexnet.inference.scoring import topk_errors
+from alexnet.training.health import HealthError, HealthMonitor
+from alexnet.training.trainer import Trainer, load_run_config, train
 
 TINY = [
     "data.crop=16", "data.workers=0", "model.width=0.125", "model.fc_units=32",

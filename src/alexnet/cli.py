@@ -17,7 +17,7 @@ from alexnet.errors import UserError
 
 #: Subcommand modules, each with ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "alexnet.data.prepare",
+    "alexnet.commands.prepare",
     "alexnet.commands.summary",
     "alexnet.commands.demo",
     "alexnet.commands.train",

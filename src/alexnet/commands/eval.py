@@ -23,13 +23,14 @@ def default_out(source: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.inference.evaluate import _dist, evaluate_checkpoint
+    from alexnet.inference.evaluate import evaluate_checkpoint
+    from alexnet.runtime import distributed
 
     modes = ("centre", "ten") if args.patches == "both" else (args.patches,)
     out = Path(args.out) if args.out is not None else default_out(args.source)
     result = evaluate_checkpoint(args.source, args.data, split=args.split, out=out, modes=modes,
                                  batch_size=args.batch_size, device=args.device, progress=not args.quiet)
-    if _dist()[0] == 0:
+    if distributed().main:
         print(result.table())
         if args.per_class:
             print()

@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from alexnet.data.augment import Draws, draw_augmentation, eval_transform, train_transform
 from alexnet.config import DataConfig
 from alexnet.paper import CODE2012
-from alexnet.data.store import Stats, StoreSplit
+from alexnet.data.stats import Stats
+from alexnet.data.store import StoreSplit
 
 
 def _mix(*numbers: int) -> int:

@@ -1,36 +1,21 @@
-"""``alexnet prepare SRC OUT``: an ImageNet-format tree -> the store training reads (§2).
+"""Preparing a store: an ImageNet-format tree -> the store training reads (§2), resumable and parallel.
 
-Input layouts (``SRC``):
-
-* ``SRC/train/<class>/*`` plus other split folders: ``SRC/val/<class>/*``, or a flat
-  ``SRC/val/`` labelled by ``--val-labels FILE``; any other folder holding images
-  (``test/``...) becomes a split of its own (flat and without labels: label -1);
-* any folder-per-class tree with no ``train/`` folder: ``SRC`` itself is the
-  training split.
-
-Class index = position of the class folder name (wnid) in sorted order.  A class
-folder with no usable image is kept (with a warning) so that indices stay stable.
-Human-readable names come from ``SRC/LOC_synset_mapping.txt``, ``SRC/words.txt`` or
-the devkit ``meta.mat`` (needs scipy), else the folder names.
-
-Each image becomes one 256x256 RGB patch (:mod:`alexnet.data.images`); shards
-of ``--shard-size`` source files are decoded and written by worker processes,
-atomically and resumably (:mod:`alexnet.data.store`).  Files that cannot be used are
-listed in ``OUT/rejected.tsv``; nothing crashes on bad input.
+:func:`prepare` finds the images and their classes (:mod:`alexnet.data.discover`),
+decodes each into one S x S RGB patch (:mod:`alexnet.data.images`: shorter side to
+S, central patch), and writes shards of ``shard_size`` source files from worker
+processes, atomically and resumably (:mod:`alexnet.data.shards`), then the
+statistics and the manifest.  Files that cannot be used are listed in
+``OUT/rejected.tsv``; nothing crashes on bad input.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
 import errno
 import hashlib
 import json
-import math
 import multiprocessing
 import os
-import re
 import shutil
 import sys
 import time
@@ -41,25 +26,21 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from alexnet.errors import UserError
-from alexnet.paper import DATA, FALL2009
+from alexnet.data.discover import SourceImage, class_names, discover
+from alexnet.data.shards import finalize_store, load_valid_sidecar, write_shard
+from alexnet.data.stats import stats_partial
 from alexnet.data.store import (
     DEFAULT_JPEG_QUALITY,
     DEFAULT_SHARD_SIZE,
     FORMAT_VERSION,
     FORMATS,
     MANIFEST,
-    finalize_store,
     load_shard,
-    load_valid_sidecar,
-    stats_partial,
-    verify_store,
-    write_shard,
 )
+from alexnet.errors import UserError
+from alexnet.paper import DATA, FALL2009
 
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MARKER = ".prepare-in-progress.json"
-_WNID = re.compile(r"^n\d{8}$")
 
 
 @dataclass
@@ -96,324 +77,6 @@ class PrepareReport:
             lines.append(f"warning: {len(self.empty_classes)} classes have no images: {', '.join(self.empty_classes[:10])}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- discovery
-
-
-@dataclass
-class _Item:
-    path: str  # absolute
-    rel: str  # relative to SRC
-    label: int
-    size: int
-    mtime_ns: int
-
-
-def _is_image_name(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES)
-
-
-def _scan_files(folder: Path) -> tuple[list[os.DirEntry[str]], list[os.DirEntry[str]]]:
-    """(files, folders) directly in ``folder``, hidden entries skipped, sorted by name."""
-    files, dirs = [], []
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except PermissionError as err:
-        raise UserError(f"cannot list {folder}: permission denied") from err
-    for e in entries:
-        if e.name.startswith("."):
-            continue
-        if e.is_dir():
-            dirs.append(e)
-        elif e.is_file():
-            files.append(e)
-    return files, dirs
-
-
-def _has_images(folder: Path) -> bool:
-    files, dirs = _scan_files(folder)
-    if any(_is_image_name(f.name) for f in files):
-        return True
-    for d in dirs:
-        try:
-            if any(_is_image_name(n) for n in os.listdir(d.path)):
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def _stat_item(entry: os.DirEntry[str], src: Path, label: int) -> _Item:
-    st = entry.stat()
-    return _Item(entry.path, os.path.relpath(entry.path, src), label, st.st_size, st.st_mtime_ns)
-
-
-@dataclass
-class _Plan:
-    classes: list[str]
-    splits: dict[str, list[_Item]]
-    pre_rejected: dict[str, list[tuple[str, str]]]  # files rejected before decoding
-    empty_classes: list[str]
-    notes: list[str]
-
-
-def _class_folders(folder: Path, hint: str) -> tuple[list[str], dict[str, int]]:
-    """The class names (sub-folder names, sorted) under ``folder`` and their label indices."""
-    _, class_dirs = _scan_files(folder)
-    classes = [d.name for d in class_dirs]
-    if not classes:
-        raise UserError(f"no class folders found in {folder}{hint}")
-    return classes, {c: i for i, c in enumerate(classes)}
-
-
-def _class_tree(folder: Path, src: Path, class_index: dict[str, int] | None, split: str,
-                rejected: list[tuple[str, str]]) -> tuple[list[_Item], dict[str, int]]:
-    files, dirs = _scan_files(folder)
-    if class_index is None:
-        class_index = {d.name: i for i, d in enumerate(dirs)}
-    for f in files:
-        rejected.append((os.path.relpath(f.path, src), "file outside any class folder"))
-    items: list[_Item] = []
-    per_class: dict[str, int] = {}
-    for d in dirs:
-        if d.name not in class_index:
-            raise UserError(
-                f"{os.path.relpath(d.path, src)} is not a class of the training split; "
-                f"split {split!r} must use the training class folders"
-            )
-        cfiles, cdirs = _scan_files(Path(d.path))
-        for sub in cdirs:
-            rejected.append((os.path.relpath(sub.path, src), "folder inside a class folder (not searched)"))
-        per_class[d.name] = len(cfiles)
-        items += [_stat_item(f, src, class_index[d.name]) for f in cfiles]
-    return items, per_class
-
-
-def _discover(src: Path, val_labels: Path | None, split_half: bool, seed: int) -> _Plan:
-    if not src.exists():
-        raise UserError(f"source folder {src} does not exist")
-    if not src.is_dir():
-        raise UserError(f"source {src} is not a folder")
-    notes: list[str] = []
-    pre: dict[str, list[tuple[str, str]]] = {}
-    splits: dict[str, list[_Item]] = {}
-    train_dir = src / "train"
-    if train_dir.is_dir():
-        _, top_dirs = _scan_files(src)
-        classes, index = _class_folders(train_dir, "")
-        pre["train"] = []
-        splits["train"], per_class = _class_tree(train_dir, src, index, "train", pre["train"])
-        for d in top_dirs:
-            if d.name == "train":
-                continue
-            folder = Path(d.path)
-            if not _has_images(folder):
-                notes.append(f"{d.name}/ holds no images and was ignored")
-                continue
-            pre[d.name] = []
-            files, sub = _scan_files(folder)
-            flat = any(_is_image_name(f.name) for f in files)
-            if flat:
-                if sub:
-                    notes.append(f"{d.name}/ is flat; its sub-folders were ignored")
-                labels_file = val_labels if d.name == "val" else None
-                splits[d.name] = _flat_split(folder, src, classes, labels_file, pre[d.name], notes)
-            else:
-                if d.name == "val" and val_labels is not None:
-                    raise UserError(f"--val-labels was given but {folder} is laid out by class folders")
-                splits[d.name], _ = _class_tree(folder, src, index, d.name, pre[d.name])
-        if val_labels is not None and "val" not in splits:
-            raise UserError(f"--val-labels was given but {src / 'val'} does not exist or holds no images")
-    else:
-        if val_labels is not None:
-            raise UserError(f"--val-labels needs a flat {src / 'val'} folder beside {src / 'train'}")
-        classes, index = _class_folders(src, " (expected SRC/train/<class>/ or SRC/<class>/)")
-        pre["train"] = []
-        files, _ = _scan_files(src)
-        for f in files:  # loose files beside class folders (name tables, readme) are not images to store
-            if _is_image_name(f.name):
-                pre["train"].append((os.path.relpath(f.path, src), "file outside any class folder"))
-        items: list[_Item] = []
-        per_class = {}
-        for name in classes:
-            cfiles, cdirs = _scan_files(src / name)
-            for sub in cdirs:
-                pre["train"].append((os.path.relpath(sub.path, src), "folder inside a class folder (not searched)"))
-            per_class[name] = len(cfiles)
-            items += [_stat_item(f, src, index[name]) for f in cfiles]
-        splits["train"] = items
-    empty = [c for c in classes if per_class.get(c, 0) == 0]
-    if split_half:
-        if "test" in splits:
-            raise UserError(f"--split-half makes a test split, but {src / 'test'} already exists")
-        splits["train"], splits["test"] = _split_half(splits["train"], len(classes), seed)
-        pre["test"] = []
-    return _Plan(classes, splits, pre, empty, notes)
-
-
-def _split_half(items: list[_Item], num_classes: int, seed: int) -> tuple[list[_Item], list[_Item]]:
-    """Half of each class (rounded up) to train, the rest to test (§6, Fall 2009), seeded."""
-    rng = np.random.default_rng(seed)
-    by_class: list[list[_Item]] = [[] for _ in range(num_classes)]
-    for it in items:
-        by_class[it.label].append(it)
-    train, test = [], []
-    for members in by_class:
-        order = rng.permutation(len(members))
-        n_train = math.ceil(len(members) * FALL2009.train_fraction)
-        train += sorted((members[i] for i in order[:n_train]), key=lambda it: it.rel)
-        test += sorted((members[i] for i in order[n_train:]), key=lambda it: it.rel)
-    key = lambda it: (it.label, it.rel)  # noqa: E731
-    return sorted(train, key=key), sorted(test, key=key)
-
-
-# --------------------------------------------------------------------------- labels of a flat split
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        text = path.read_text("utf-8-sig")
-    except OSError as err:
-        raise UserError(f"cannot read labels file {path}: {err.strerror or err}") from err
-    return [ln.strip() for ln in text.splitlines() if ln.strip()]
-
-
-def _flat_split(folder: Path, src: Path, classes: list[str], labels_file: Path | None,
-                rejected: list[tuple[str, str]], notes: list[str]) -> list[_Item]:
-    files, _ = _scan_files(folder)
-    if labels_file is not None:
-        files = [f for f in files if Path(f.path).resolve() != labels_file.resolve()]
-    if labels_file is None:
-        notes.append(f"{folder.name}/ is flat and has no labels file: stored unlabelled (label -1)")
-        return [_stat_item(f, src, -1) for f in files]
-    index = {c: i for i, c in enumerate(classes)}
-    lines = _read_lines(labels_file)
-    if lines and "," in lines[0]:
-        return _labels_from_csv(files, src, lines, index, labels_file, folder)
-    if len(lines) != len(files):
-        raise UserError(
-            f"labels file {labels_file} has {len(lines)} labels but {folder} holds {len(files)} files; "
-            "they must match one to one in sorted file-name order"
-        )
-    if all(ln in index for ln in lines):
-        labels = [index[ln] for ln in lines]
-    elif all(ln.isdigit() for ln in lines):
-        ids = [int(ln) for ln in lines]
-        mapping = _ilsvrc_id_map(src, classes, notes)
-        if mapping is None:
-            if min(ids) < 1 or max(ids) > len(classes):
-                raise UserError(
-                    f"labels file {labels_file}: integer labels are 1-based class ids and must lie in 1..{len(classes)}"
-                )
-            labels = [i - 1 for i in ids]
-            notes.append("integer validation labels read as 1-based positions in the sorted wnid list")
-        else:
-            bad = sorted({i for i in ids if i not in mapping})
-            if bad:
-                raise UserError(f"labels file {labels_file}: ILSVRC ids {bad[:5]} are not in the devkit's class list")
-            labels = [mapping[i] for i in ids]
-    else:
-        unknown = next(ln for ln in lines if ln not in index and not ln.isdigit())
-        raise UserError(f"labels file {labels_file}: {unknown!r} is neither a training class (wnid) nor a class id")
-    return [_stat_item(f, src, lab) for f, lab in zip(files, labels)]
-
-
-def _labels_from_csv(files: list[os.DirEntry[str]], src: Path, lines: list[str], index: dict[str, int],
-                     labels_file: Path, folder: Path) -> list[_Item]:
-    table: dict[str, int] = {}
-    for row in csv.reader(lines):
-        if len(row) < 2:
-            continue
-        name, wnid = row[0].strip(), (row[1].strip().split() or [""])[0]
-        if wnid not in index:
-            if not table:  # header line such as "file,wnid" / "ImageId,PredictionString"
-                continue
-            raise UserError(f"labels file {labels_file}: {wnid!r} (for {name}) is not a training class")
-        table[name] = index[wnid]
-        table.setdefault(os.path.splitext(name)[0], index[wnid])
-    items, missing = [], 0
-    for f in files:
-        lab = table.get(f.name, table.get(os.path.splitext(f.name)[0]))
-        if lab is None:
-            missing += 1
-        else:
-            items.append(_stat_item(f, src, lab))
-    if missing:
-        raise UserError(
-            f"labels file {labels_file} has {len(table)} labelled entries but {folder} holds {len(files)} files, "
-            f"{missing} of them without a label"
-        )
-    return items
-
-
-def _find_meta_mat(src: Path) -> Path | None:
-    for pattern in ("meta.mat", "*/meta.mat", "*/data/meta.mat"):
-        found = sorted(src.glob(pattern))
-        if found:
-            return found[0]
-    return None
-
-
-def _read_meta_mat(path: Path) -> list[tuple[int, str, str]] | None:
-    """(ILSVRC id, wnid, words) of the leaf synsets of a devkit meta.mat; None without scipy."""
-    try:
-        from scipy.io import loadmat  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    try:
-        syn = loadmat(str(path), squeeze_me=True)["synsets"]
-        rows = []
-        for s in syn:
-            ident, wnid, words, children = int(s[0]), str(s[1]), str(s[2]), int(s[4])
-            if children == 0:
-                rows.append((ident, wnid, words))
-        return rows
-    except Exception as err:  # noqa: BLE001
-        raise UserError(f"devkit file {path} cannot be read: {err}") from err
-
-
-def _ilsvrc_id_map(src: Path, classes: list[str], notes: list[str]) -> dict[int, int] | None:
-    meta = _find_meta_mat(src)
-    if meta is None:
-        return None
-    rows = _read_meta_mat(meta)
-    if rows is None:
-        raise UserError(
-            f"integer validation labels are ILSVRC ids whose order is given by {meta}, which needs scipy to read; "
-            "install scipy or pass a wnid-per-line or CSV labels file"
-        )
-    index = {c: i for i, c in enumerate(classes)}
-    return {ident: index[wnid] for ident, wnid, _ in rows if wnid in index}
-
-
-# --------------------------------------------------------------------------- class names
-
-
-def class_names(src: Path, wnids: list[str], notes: list[str] | None = None) -> list[tuple[str, str]]:
-    """(wnid, human name) for each class from LOC_synset_mapping.txt, words.txt or meta.mat."""
-    notes = notes if notes is not None else []
-    names: dict[str, str] = {}
-    loc = src / "LOC_synset_mapping.txt"
-    words = src / "words.txt"
-    if loc.is_file():
-        for ln in _read_lines(loc):
-            wnid, _, name = ln.partition(" ")
-            names.setdefault(wnid, name.strip())
-    elif words.is_file():
-        for ln in _read_lines(words):
-            wnid, _, name = ln.partition("\t")
-            names.setdefault(wnid.strip(), name.strip())
-    else:
-        meta = _find_meta_mat(src)
-        if meta is not None:
-            rows = _read_meta_mat(meta)
-            if rows is None:
-                notes.append(f"{meta} needs scipy to read; class names are the folder names")
-            else:
-                for _, wnid, name in rows:
-                    names.setdefault(wnid, name)
-    return [(w, names.get(w) or w) for w in wnids]
 
 
 # --------------------------------------------------------------------------- the shard worker
@@ -486,7 +149,7 @@ def _stats_task(args: tuple[str, int, str, int]) -> Any:
     return stats_partial(load_shard(Path(folder), index, fmt), size)
 
 
-def _shard_key(items: list[_Item], size: int, fmt: str, quality: int) -> str:
+def _shard_key(items: list[SourceImage], size: int, fmt: str, quality: int) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"v": FORMAT_VERSION, "size": size, "fmt": fmt, "q": quality if fmt == "jpeg" else None}).encode())
     for it in items:
@@ -576,7 +239,7 @@ def prepare(
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
 
-    plan = _discover(src, Path(val_labels) if val_labels else None, split_half, seed)
+    plan = discover(src, Path(val_labels) if val_labels else None, split_half, seed)
     notes = list(plan.notes)
     classes = class_names(src, plan.classes, notes)
     _check_out(out, src)
@@ -696,74 +359,3 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
     return tqdm(total=total, unit="img", desc="prepare", smoothing=0.1, file=sys.stderr)
 
-
-def verify(out: Path) -> list[str]:
-    """Check every shard's checksum and count against the manifest; [] means the store is intact."""
-    return verify_store(Path(out))
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``prepare`` sub-command to an argparse sub-parser collection."""
-    p = subparsers.add_parser(
-        "prepare",
-        help="turn an ImageNet-format image tree into the store training reads",
-        description="Decode, rescale (shorter side to --size), centre-crop and store every image of SRC in OUT "
-        "(§2); resumable; `--verify OUT` checks a store.",
-    )
-    p.add_argument("src", nargs="?", type=Path, help="source tree: SRC/train/<class>/* (+ val/, test/) or SRC/<class>/*")
-    p.add_argument("out", nargs="?", type=Path, help="store folder to write (created; resumed if partly written)")
-    p.add_argument("--verify", metavar="OUT", type=Path, help="check a store's checksums and counts instead")
-    p.add_argument("--size", type=int, default=None,
-                   help=f"side of the stored square images (default {DATA.image_size}, §2; 32 with --fashion-mnist)")
-    p.add_argument("--fashion-mnist", action="store_true",
-                   help="SRC is a folder of Fashion-MNIST IDX files (Debian's dataset-fashion-mnist): store them "
-                        "with a border of zeros up to --size, as the fashion-mnist preset expects")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--val-labels", type=Path, default=None, metavar="FILE",
-                   help="labels for a flat SRC/val/: one wnid or 1-based class id per line in sorted file order, or CSV file,wnid")
-    p.add_argument("--split-half", action="store_true",
-                   help="put half of each class in train and half in test (§6, Fall 2009 convention)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --split-half (default %(default)s)")
-    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="source images per shard (default %(default)s)")
-    p.add_argument("--format", choices=FORMATS, default="npy", help="npy: raw uint8 (fast reads); jpeg: re-encoded, smaller")
-    p.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY, help="quality of --format jpeg (default %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``alexnet prepare`` from parsed arguments; returns the exit code."""
-    if args.verify is not None:
-        if args.src is not None:
-            raise UserError("give either --verify OUT or SRC OUT, not both")
-        problems = verify(args.verify)
-        for p in problems:
-            print(p)
-        print(f"{args.verify}: {'ok' if not problems else f'{len(problems)} problems'}")
-        return 0 if not problems else 1
-    if args.src is None or args.out is None:
-        raise UserError("alexnet prepare needs SRC and OUT (or --verify OUT)")
-    if args.fashion_mnist:
-        return _prepare_fashion_mnist(args.src, args.out, args.size)
-    size = DATA.image_size if args.size is None else args.size  # --size 0 stays an error, not the default
-    report = prepare(args.src, args.out, size=size, workers=args.workers, val_labels=args.val_labels,
-                     split_half=args.split_half, seed=args.seed, shard_size=args.shard_size,
-                     progress=not args.no_progress, fmt=args.format, quality=args.jpeg_quality)
-    print(report.summary())
-    return 0
-
-
-def _prepare_fashion_mnist(src: Path, out: Path, size: int | None) -> int:
-    """``alexnet prepare --fashion-mnist IDX_DIR OUT``: the 28x28 images centred on zeros, ``size`` a side."""
-    from alexnet.data.sources.fashion_mnist import IMAGE_SIDE, PRESET_PAD, pad_for_side, write_fashion_store
-
-    size = IMAGE_SIDE + 2 * PRESET_PAD if size is None else size
-    pad = pad_for_side(size)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} already exists and is not empty; choose another OUT")
-    store = write_fashion_store(out, src, pad)
-    print(f"{out}: Fashion-MNIST at {size}x{size}, splits {', '.join(store.splits())}")
-    return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -98,32 +97,6 @@ class Context:
 # --------------------------------------------------------------------------- environment
 
 
-def environment(threads: int = 0) -> dict[str, Any]:
-    """Hardware and versions, recorded with every result."""
-    import torch
-
-    from alexnet.training.trainer import versions
-
-    env: dict[str, Any] = dict(versions())
-    env["torch_threads"] = threads or torch.get_num_threads()
-    env["hostname"] = platform.node()
-    try:
-        env["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        env["load_average"] = None
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:  # pragma: no cover
-        pass
-    env["cpu_model"] = cpu or platform.processor() or "unknown"
-    env["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return env
-
-
 # --------------------------------------------------------------------------- stores
 
 
@@ -169,7 +142,8 @@ def derived_store(ctx: Context, base: Path, *, train: int, val: int, train_eval:
 
     0 means "all".  Subsets are seeded random draws; the store is cached by its counts.
     """
-    from alexnet.data.store import Store, write_store
+    from alexnet.data.shards import write_store
+    from alexnet.data.store import Store
 
     src = Store(base)
     held = _held_out_name(src)
@@ -215,7 +189,8 @@ def load_arrays(store_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def train_sub_run(ctx: Context, sub: str, config: Any) -> dict[str, Any]:
     """Train (or resume, or skip) one run of the paper's network; returns its ``done.json``."""
-    from alexnet.training.trainer import HealthError, Trainer
+    from alexnet.training.health import HealthError
+    from alexnet.training.trainer import Trainer
 
     run_dir = ctx.run_dir(sub)
     done = run_dir / "done.json"
@@ -288,7 +263,7 @@ def seed_record(done: dict[str, Any], ev: dict[str, Any], errors: Sequence[str],
 
 
 def history(run_dir: Path) -> list[dict[str, Any]]:
-    from alexnet.training.trainer import read_history
+    from alexnet.training.metrics import read_history
 
     return read_history(run_dir)
 
@@ -347,6 +322,8 @@ def finish(ctx: Context, *, seeds: list[int], results: dict[str, Any], table: st
            paper: dict[str, Any], notes: Sequence[str] = ()) -> dict[str, Any]:
     """Write results.json and results.md, print the table; returns the results document."""
     wall = time.perf_counter() - ctx.started
+    from alexnet.runtime import environment
+
     env = environment(ctx.threads)
     doc = {
         "experiment": ctx.name,

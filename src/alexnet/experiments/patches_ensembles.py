@@ -28,7 +28,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
 
 
 def _errors(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    from alexnet.inference.evaluate import topk_error_rates
+    from alexnet.inference.scoring import topk_error_rates
 
     return topk_error_rates(probs, labels)
 

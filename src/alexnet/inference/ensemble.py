@@ -25,7 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from alexnet.errors import UserError
-from alexnet.inference.evaluate import error_table, topk_error_rates
+from alexnet.inference.evaluate import error_table
+from alexnet.inference.scoring import topk_error_rates
 
 #: Rows of a probability file may sum to 1 within this tolerance (float32 softmax sums).
 SUM_TOLERANCE = 1e-3

@@ -20,7 +20,6 @@ zero) and only rank 0 writes.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,8 +33,11 @@ from alexnet.training.checkpoint import load_model
 from alexnet.config import DataConfig, config_from_dict
 from alexnet.data.batches import Augmentation, EvalBatches, loader
 from alexnet.errors import UserError
+from alexnet.inference.scoring import probabilities, topk_error_rates, topk_hits
 from alexnet.paper import ARCH, RESULTS, ErrorPair
-from alexnet.data.store import Stats, Store
+from alexnet.data.stats import Stats
+from alexnet.data.store import Store
+from alexnet.runtime import choose_device, device_kind, distributed
 
 #: Row names of the modes in the tables.
 MODE_NAMES = {"centre": "1 CNN, centre patch", "ten": "1 CNN, ten patches (§4.1)"}
@@ -66,20 +68,6 @@ def error_table(rows: Sequence[tuple[str, float, float]], split: str, images: in
     return "\n".join(lines)
 
 
-def topk_hits(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """(N,) bool: whether each label is among the k highest scores (ties: the lower class index first)."""
-    k = min(k, probs.shape[1])
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return (top == labels[:, None]).any(1)
-
-
-def topk_error_rates(probs: np.ndarray, labels: np.ndarray, ks: tuple[int, int] = (1, 5)) -> tuple[float, float]:
-    """Top-1 and top-5 error of (N, C) scores against (N,) labels (fractions)."""
-    if len(labels) == 0:
-        return (float("nan"), float("nan"))
-    return tuple(float(1 - topk_hits(probs, labels, k).mean()) for k in ks)  # type: ignore[return-value]
-
-
 @dataclass
 class EvalResult:
     """Errors (fractions) per mode, with the probabilities behind them."""
@@ -104,7 +92,7 @@ class EvalResult:
     def per_class(self, mode: str) -> list[dict[str, Any]]:
         """Top-1 and top-5 error of each class's images (None for a class without images)."""
         p = self.probs[mode]
-        hit1, hit5 = topk_hits(p, self.labels, 1), topk_hits(p, self.labels, 5)
+        hit1, hit5 = topk_hits(p, self.labels, 1).numpy(), topk_hits(p, self.labels, 5).numpy()
         rows = []
         classes = self.classes or [(str(c), str(c)) for c in range(p.shape[1])]
         for c, (wnid, name) in enumerate(classes):
@@ -159,38 +147,6 @@ class EvalResult:
         path.write_text("\n".join(lines) + "\n")
 
 
-def ten_patch_probabilities(model: nn.Module, views: Tensor) -> Tensor:
-    """(B, 10, 3, c, c) -> (B, C): the mean of the ten patches' softmax outputs (§4.1)."""
-    b, v = views.shape[:2]
-    logits = model(views.flatten(0, 1))
-    return logits.float().softmax(1).view(b, v, -1).mean(1)
-
-
-def _dist() -> tuple[int, int]:
-    """(rank, world size), joining the process group torchrun describes if not yet joined."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def choose_device(name: str) -> torch.device:
-    """``auto`` -> this process's GPU (``LOCAL_RANK`` under torchrun) if there is one, else the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available; use cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device: unknown value {name!r}; allowed: auto, cpu, cuda, cuda:N") from None
-
-
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module,
@@ -210,7 +166,8 @@ def evaluate_model(
 
     ``stats``: the training set's statistics for mean subtraction (default: ``store``'s).
     """
-    rank, world = _dist()
+    ctx = distributed(device_kind(str(device)) if device is not None else "cpu")
+    rank, world = ctx.rank, ctx.world
     device = device or torch.device("cpu")
     model = model.to(device).eval()
     part = store.split(split)
@@ -227,7 +184,7 @@ def evaluate_model(
             batches = tqdm(batches, total=len(ds), desc=f"eval {mode}", unit="batch", leave=False)
         for x, _, idx in batches:
             x = x.to(device)
-            p = ten_patch_probabilities(model, x) if mode == "ten" else model(x).float().softmax(1)
+            p = probabilities(model, x)
             out[idx.numpy()] = p.cpu().numpy()
         if world > 1:  # every rank filled its own rows; the others are zero, so the sum is exact
             t = torch.from_numpy(out).to(device)
@@ -323,7 +280,7 @@ def evaluate_checkpoint(
     dev = choose_device(device)
     result = evaluate_model(model, store, split=split, data=data, reading=model.spec.reading, modes=modes,
                             batch_size=batch_size, device=dev, progress=progress, stats=stats)
-    if out is not None and _dist()[0] == 0:
+    if out is not None and distributed(dev.type).main:
         result.save(Path(out), {"checkpoint": ckpt["path"], "store": str(store.path),
                                 "reading": model.spec.reading, "mean": data.mean})
     return result

@@ -30,7 +30,9 @@ from alexnet.training.checkpoint import load_model
 from alexnet.config import DataConfig, config_from_dict
 from alexnet.data.batches import Augmentation
 from alexnet.errors import UserError
-from alexnet.inference.evaluate import choose_device, training_stats
+from alexnet.inference.evaluate import training_stats
+from alexnet.inference.scoring import probabilities as _probabilities
+from alexnet.runtime import choose_device
 from alexnet.paper import RETRIEVAL
 from alexnet.data.store import Store
 
@@ -117,10 +119,7 @@ class Predictor:
         if patches not in PATCH_MODES:
             raise UserError(f"--patches: unknown value {patches!r}; allowed: {', '.join(PATCH_MODES)}")
         x = self.augment.evaluate(images, patches).to(self.device)
-        if patches == "ten":
-            b, v = x.shape[:2]
-            return self.model(x.flatten(0, 1)).float().softmax(1).view(b, v, -1).mean(1).cpu().numpy()
-        return self.model(x).float().softmax(1).cpu().numpy()
+        return _probabilities(self.model, x).cpu().numpy()
 
     def rank(self, p: np.ndarray, image: str, label: int | None, patch: np.ndarray | None) -> Prediction:
         order = np.argsort(-p, kind="stable")

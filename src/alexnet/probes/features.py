@@ -32,17 +32,13 @@ import numpy as np
 import torch
 
 from alexnet.errors import UserError
-from alexnet.data.store import atomic_write
+from alexnet.runtime import atomic_text
 
 KIND = "alexnet-features"
 FORMAT = 1
 LAYER = "fc7"
 SIDECAR = "features.json"
 PROGRESS = "progress.json"
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -168,7 +164,7 @@ def extract_features(
     from alexnet.training.checkpoint import load_model
     from alexnet.config import DataConfig, config_from_dict
     from alexnet.data.batches import Augmentation
-    from alexnet.inference.evaluate import choose_device
+    from alexnet.runtime import choose_device
     from alexnet.data.store import Store
 
     if batch_size < 1:
@@ -214,8 +210,8 @@ def extract_features(
         np.save(out / "labels.npy", part.labels[:n].astype(np.int64))
         paths = part.paths()[:n]
         (out / "paths.txt").write_text("".join(p + "\n" for p in paths), "utf-8")
-        _atomic_text(side, json.dumps({**meta, "complete": False}, indent=2))
-        _atomic_text(out / PROGRESS, json.dumps({"rows_done": 0, "count": n}))
+        atomic_text(side, json.dumps({**meta, "complete": False}, indent=2))
+        atomic_text(out / PROGRESS, json.dumps({"rows_done": 0, "count": n}))
     if start < n:
         feats = np.lib.format.open_memmap(feats_path, mode="r+")
         stop_at = n if max_rows is None else min(n, max_rows)
@@ -230,7 +226,7 @@ def extract_features(
             x = augment.evaluate(part.read(np.arange(row, hi)), "centre").to(dev)
             feats[row:hi] = model.features(x).float().cpu().numpy()
             feats.flush()  # rows reach the file before the progress file claims them
-            _atomic_text(out / PROGRESS, json.dumps({"rows_done": hi, "count": n}))
+            atomic_text(out / PROGRESS, json.dumps({"rows_done": hi, "count": n}))
             if bar is not None:
                 bar.update(hi - row)
             row = hi
@@ -238,7 +234,7 @@ def extract_features(
             bar.close()
         del feats
         if row >= n:
-            _atomic_text(side, json.dumps({**meta, "complete": True}, indent=2))
+            atomic_text(side, json.dumps({**meta, "complete": True}, indent=2))
     return FeatureSet.open(out, allow_partial=True)
 
 

@@ -119,7 +119,7 @@ def section_config(ctx: Context) -> str:
 
 def section_curves(ctx: Context) -> str:
     from alexnet.probes.plots import curves
-    from alexnet.training.trainer import read_history
+    from alexnet.training.metrics import read_history
 
     epochs = [r for r in read_history(ctx.run) if r.get("kind") == "epoch"]
     if not epochs:

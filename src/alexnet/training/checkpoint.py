@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError
-from alexnet.data.store import atomic_write
+from alexnet.runtime import atomic_write
 from alexnet.net.model import AlexNet, ModelSpec, build_model
 
 FORMAT = 1

@@ -18,13 +18,9 @@ from __future__ import annotations
 
 import gc
 import json
-import math
-import os
-import platform
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +29,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from alexnet import __version__
 from alexnet.training.checkpoint import (
     FORMAT,
     KIND,
@@ -46,167 +41,15 @@ from alexnet.training.checkpoint import (
 )
 from alexnet.config import Config, apply_overrides, config_from_dict, to_toml
 from alexnet.data.batches import Augmentation, EvalBatches, TrainBatches, loader
-from alexnet.errors import UserError
-from alexnet.net.model import AlexNet, ModelSpec, build_model
-from alexnet.training.optim import PaperSGD, param_groups
-from alexnet.runtime import tune_cpu_allocator
-from alexnet.training.schedule import make_schedule
 from alexnet.data.store import Store
-
-
-# --------------------------------------------------------------------------- distributed
-
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False  # this process group was created by init_distributed (so we tear it down)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_kind: str) -> Dist:
-    """Join the process group torchrun describes (no-op for a single process)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    owns_group = not dist.is_initialized()
-    if owns_group:
-        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns_group)
-
-
-def all_sum(values: list[float], ctx: Dist, device: torch.device) -> list[float]:
-    if ctx.world == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def choose_device(name: str, ctx: Dist) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"run.device: {name!r} was asked for but CUDA is not available; use cpu or auto")
-        if name == "cuda":
-            return torch.device("cuda", ctx.local_rank)
-    elif name != "cpu":
-        raise UserError(f"run.device: unknown value {name!r}; allowed: auto, cpu, cuda, cuda:N")
-    return torch.device(name)
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def topk_errors(logits: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
-    """Number of examples whose label is not among the k highest scores, for each k."""
-    k_max = min(max(ks), logits.shape[1])
-    top = logits.topk(k_max, dim=1).indices  # (B, k_max)
-    hit = top == labels[:, None]
-    return [int((~hit[:, : min(k, k_max)].any(dim=1)).sum()) for k in ks]
-
-
-def versions() -> dict[str, str]:
-    import torchvision
-
-    return {
-        "alexnet": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "cuda": torch.version.cuda or "none",
-        "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
-        "cpu_count": str(os.cpu_count()),
-    }
-
-
-class MetricsLog:
-    """JSONL + TensorBoard, written by rank 0 only."""
-
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
-        self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
-        self.tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:  # tensorboard is a dependency, but do not lose a run over it
-                self.tb = None
-
-    def write(self, record: dict[str, Any], step: int | None = None) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tb is not None and step is not None:
-            kind = record.get("kind", "x")
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key not in ("epoch", "step", "kind"):
-                    self.tb.add_scalar(f"{kind}/{key}", value, step)
-            self.tb.flush()
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-# --------------------------------------------------------------------------- health
-
-
-class HealthError(UserError):
-    """Training stopped because the loss is not finite or is not moving."""
-
-
-@dataclass
-class HealthMonitor:
-    """Detects a NaN/inf loss at once and a loss stuck at ln(num_classes) within ``window`` steps.
-
-    The stuck check is the known failure of §5's initialisation (bias 1 with std
-    0.01, BVLC/caffe#59): the mean loss of the last ``window`` steps within
-    ``tolerance`` (relative) of ln(num_classes), the loss of a uniform guess.
-    """
-
-    num_classes: int
-    window: int
-    tolerance: float = 0.02
-    recent: deque = field(default_factory=deque)
-
-    def check(self, loss: float, step: int) -> None:
-        if not math.isfinite(loss):
-            raise HealthError(
-                f"loss became {loss} at step {step}: training diverged. Try a smaller learning rate "
-                f"(--set optim.lr=...), or resume from an earlier checkpoint; the last good checkpoint is kept"
-            )
-        if self.window <= 0:
-            return
-        self.recent.append(loss)
-        if len(self.recent) > self.window:
-            self.recent.popleft()
-        chance = math.log(self.num_classes)
-        if len(self.recent) == self.window and abs(sum(self.recent) / self.window - chance) < self.tolerance * chance:
-            raise HealthError(
-                f"loss has stayed at ln({self.num_classes}) = {chance:.3f} for {self.window} steps (up to step {step}): "
-                "the network is not learning. This is the known failure of bias 1 with weights of std 0.01; try "
-                "--set optim.lr=... (smaller or larger), --reading code2012 (std 0.03 in conv3-5), or a longer "
-                "run.health_window if it is just slow to start"
-            )
+from alexnet.errors import UserError
+from alexnet.inference.scoring import topk_errors
+from alexnet.net.model import AlexNet, ModelSpec, build_model
+from alexnet.runtime import all_sum, choose_device, device_kind, distributed, tune_cpu_allocator, versions
+from alexnet.training.health import HealthMonitor
+from alexnet.training.metrics import MetricsLog
+from alexnet.training.optim import PaperSGD, param_groups
+from alexnet.training.schedule import make_schedule
 
 
 # --------------------------------------------------------------------------- the run
@@ -261,10 +104,11 @@ class Trainer:
         tune_cpu_allocator()
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
-        device_kind = "cuda" if config.run.device.startswith("cuda") or (
-            config.run.device == "auto" and torch.cuda.is_available()) else "cpu"
-        self.ctx = init_distributed(device_kind)
-        self.device = choose_device(config.run.device, self.ctx)
+        self.ctx = distributed(device_kind(config.run.device))
+        try:
+            self.device = choose_device(config.run.device)
+        except UserError as err:
+            raise UserError(err.message, key="run.device") from None
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True

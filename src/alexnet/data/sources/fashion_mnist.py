@@ -78,13 +78,24 @@ def load(folder: Path = DEFAULT_DIR, pad: int = 0) -> dict[str, tuple[np.ndarray
 def pad_for_side(side: int) -> int:
     """The border that stores the 28x28 images at ``side`` x ``side`` (a user error if none does)."""
     if side < IMAGE_SIDE or (side - IMAGE_SIDE) % 2:
-        raise UserError(f"--size {side}: Fashion-MNIST is stored as its {IMAGE_SIDE}x{IMAGE_SIDE} images with an "
-                        f"equal border, so --size must be {IMAGE_SIDE} plus an even number")
+        raise UserError(f"{side}: Fashion-MNIST is stored as its {IMAGE_SIDE}x{IMAGE_SIDE} images with an "
+                        f"equal border, so the size must be {IMAGE_SIDE} plus an even number", key="size")
     return (side - IMAGE_SIDE) // 2
 
 
 def write_fashion_store(out: Path, folder: Path = DEFAULT_DIR, pad: int = 0):
     """Write Fashion-MNIST (train 60,000 / test 10,000) as a store in ``out``, ``pad`` zeros around."""
-    from alexnet.data.store import write_store
+    from alexnet.data.shards import write_store
 
     return write_store(Path(out), load(folder, pad), CLASSES, source=str(folder))
+
+
+def prepare_fashion_mnist(folder: Path, out: Path, size: int | None = None):
+    """The fashion-mnist preset's store: the 28x28 images on a border of zeros, ``size`` x ``size``
+    (default 28 + 2 * PRESET_PAD); ``out`` must not exist or be empty (this writer cannot resume)."""
+    size = IMAGE_SIDE + 2 * PRESET_PAD if size is None else size
+    pad = pad_for_side(size)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} already exists and is not empty; choose another", key="out")
+    return write_fashion_store(out, folder, pad)
