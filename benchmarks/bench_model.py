@@ -29,7 +29,7 @@ from alexnet.runtime import tune_cpu_allocator
 def with_torch_lrn(model: nn.Module) -> nn.Module:
     for name, module in list(model.named_children()):
         if isinstance(module, LocalResponseNorm):
-            alpha = module.alpha * module.n if module.convention == "paper" else module.alpha
+            alpha = module.effective_alpha * module.n
             # torch's layer has no columns: normalise each column separately by grouping channels
             torch_lrn = nn.LocalResponseNorm(module.n, alpha, module.beta, module.k)
             groups = module.groups

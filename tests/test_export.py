@@ -18,10 +18,10 @@ from conftest import make_store
 from test_evaluate import make_checkpoint
 
 
-@pytest.mark.parametrize("convention", ["paper", "code2012"])
+@pytest.mark.parametrize("divided", [False, True])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_plain_lrn_equals_the_custom_function(convention: str, groups: int) -> None:
-    lrn = LocalResponseNorm(convention=convention, groups=groups)
+def test_plain_lrn_equals_the_custom_function(divided: bool, groups: int) -> None:
+    lrn = LocalResponseNorm(alpha_divided_by_n=divided, groups=groups)
     x = torch.randn(3, 12, 5, 4, dtype=torch.float64) * 30
     torch.testing.assert_close(PlainLRN.like(lrn)(x), lrn(x), rtol=1e-12, atol=1e-12)
     channels_last = x.contiguous(memory_format=torch.channels_last)

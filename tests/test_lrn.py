@@ -34,34 +34,34 @@ def activity() -> torch.Tensor:
 def test_paper_convention_matches_the_printed_formula(activity: torch.Tensor) -> None:
     p = LRN_PARAMS
     expected = lrn_by_loop(activity, p.n, p.alpha, p.beta, p.k)
-    got = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, convention="paper")(activity)
+    got = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, alpha_divided_by_n=False)(activity)
     assert torch.allclose(got, expected, rtol=0, atol=1e-12)
     # and it is visibly different from the alpha/n convention
-    other = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, convention="code2012")(activity)
+    other = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, alpha_divided_by_n=True)(activity)
     assert (other - expected).abs().max() > 1e-3
 
 
 def test_code2012_convention_divides_alpha_by_n(activity: torch.Tensor) -> None:
     p = LRN_PARAMS
     expected = lrn_by_loop(activity, p.n, p.alpha / p.n, p.beta, p.k)
-    got = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, convention="code2012")(activity)
+    got = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, alpha_divided_by_n=True)(activity)
     assert torch.allclose(got, expected, rtol=0, atol=1e-12)
 
 
 def test_matches_torch_with_converted_alpha(activity: torch.Tensor) -> None:
     p = LRN_PARAMS
-    ours = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, convention="paper")(activity)
+    ours = LocalResponseNorm(p.n, p.alpha, p.beta, p.k, alpha_divided_by_n=False)(activity)
     theirs = torch.nn.LocalResponseNorm(p.n, alpha=p.alpha * p.n, beta=p.beta, k=p.k)(activity)
     assert torch.allclose(ours, theirs, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("convention", ["paper", "code2012"])
+@pytest.mark.parametrize("divided", [False, True])
 @pytest.mark.parametrize("beta", [LRN_PARAMS.beta, 0.6])
 @pytest.mark.parametrize("n", [LRN_PARAMS.n, 4])
-def test_gradient_is_exact(convention: str, beta: float, n: int) -> None:
+def test_gradient_is_exact(divided: bool, beta: float, n: int) -> None:
     g = torch.Generator().manual_seed(1)
     a = (torch.randn(2, 6, 3, 3, generator=g, dtype=torch.float64) * 30).requires_grad_()
-    layer = LocalResponseNorm(n, LRN_PARAMS.alpha, beta, LRN_PARAMS.k, convention=convention)
+    layer = LocalResponseNorm(n, LRN_PARAMS.alpha, beta, LRN_PARAMS.k, alpha_divided_by_n=divided)
     assert torch.autograd.gradcheck(layer, (a,))
 
 
@@ -100,9 +100,11 @@ def test_same_map_norm_matches_loop() -> None:
     assert torch.allclose(got, exp, atol=1e-12)
 
 
-def test_unknown_convention_is_a_user_error() -> None:
+def test_unknown_reading_is_a_user_error() -> None:
+    from alexnet.paper import reading
+
     with pytest.raises(UserError, match="allowed: paper, code2012"):
-        LocalResponseNorm(convention="caffe")
+        reading("caffe")
 
 
 @pytest.mark.parametrize("groups", [1, 2])

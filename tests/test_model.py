@@ -64,7 +64,7 @@ def test_layer_order_paper_vs_code2012() -> None:
     assert code[:5] == ["pad1", "conv1", "lrn1", "relu1", "pool1"]  # LRN before ReLU in the 2012 code
     assert "cnorm2" in code and "cnorm2" not in paper
     lrn = build_model(ModelSpec(reading="code2012")).lrn1
-    assert isinstance(lrn, LocalResponseNorm) and lrn.convention == "code2012"
+    assert isinstance(lrn, LocalResponseNorm) and lrn.alpha_divided_by_n
     assert isinstance(build_model(ModelSpec(reading="code2012")).cnorm2, SameMapNorm)
 
 

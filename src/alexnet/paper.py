@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from alexnet.errors import choice_error
+
 
 @dataclass(frozen=True)
 class ConvLayer:
@@ -226,4 +228,68 @@ CIFAR = Cifar()
 RETRIEVAL = Retrieval()
 FALL2009 = Fall2009()
 
-READINGS: tuple[str, ...] = ("paper", "code2012")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One reading of the paper: the switches where the printed text and the 2012 code differ.
+
+    Code asks these fields (``spec.switches.cnorm2``), never the reading's name.
+    """
+
+    name: str
+    lrn_alpha_divided_by_n: bool  # §3.3 multiplies the sum by alpha; layer.py by alpha / n
+    conv1_lrn_before_relu: bool  # the 2012 code normalised conv1's output before its ReLU
+    cnorm2: bool  # the 2012 code's extra same-map normalisation after conv2's LRN
+    conv1_implicit_padding: bool  # conv1 output 1 + ceil((224 - 11) / 4): zero rows at bottom/right
+    conv3_5_weight_std: float  # §5: 0.01 everywhere; the 2012 code: 0.03 in conv3-conv5
+    bias_weight_decay: bool  # the paper is silent; the 2012 code never decayed biases
+    bias_lr_multiplier: float  # biases learn at this multiple of the weights' rate
+    colour_noise_sqrt_eigenvalues: bool  # §4.1: alpha * lambda; the 2012 code: alpha * sqrt(lambda)
+    colour_noise_rescale: float  # the 2012 code scaled noisy, mean-subtracted patches by 1/1.1
+    mean_patch_matches_crop: bool  # §2 per-pixel mean, cropped like the image; 2012: its centre patch
+    crop_shared_chunk: int  # images per shared crop offset and flip (1: every image its own)
+
+
+PAPER_READING = Reading(
+    name="paper",
+    lrn_alpha_divided_by_n=False,
+    conv1_lrn_before_relu=False,
+    cnorm2=False,
+    conv1_implicit_padding=False,
+    conv3_5_weight_std=INIT.weight_std,
+    bias_weight_decay=True,
+    bias_lr_multiplier=1.0,
+    colour_noise_sqrt_eigenvalues=False,
+    colour_noise_rescale=1.0,
+    mean_patch_matches_crop=True,
+    crop_shared_chunk=1,
+)
+
+CODE2012_READING = Reading(
+    name="code2012",
+    lrn_alpha_divided_by_n=CODE2012.lrn_alpha_divided_by_n,
+    conv1_lrn_before_relu=CODE2012.conv1_lrn_before_relu,
+    cnorm2=True,
+    conv1_implicit_padding=True,
+    conv3_5_weight_std=CODE2012.conv3_5_weight_std,
+    bias_weight_decay=CODE2012.bias_weight_decay,
+    bias_lr_multiplier=CODE2012.bias_lr_multiplier,
+    colour_noise_sqrt_eigenvalues=CODE2012.pca_uses_sqrt_eigenvalues,
+    colour_noise_rescale=CODE2012.pca_rescale,
+    mean_patch_matches_crop=False,
+    crop_shared_chunk=CODE2012.crop_shared_chunk,
+)
+
+#: The readings by name (``model.reading`` in a config).
+READING_BY_NAME: dict[str, Reading] = {r.name: r for r in (PAPER_READING, CODE2012_READING)}
+READINGS: tuple[str, ...] = tuple(READING_BY_NAME)
+
+
+def reading(value: "str | Reading") -> Reading:
+    """The :class:`Reading` called ``value`` (a Reading passes through); a UserError for an unknown name."""
+    if isinstance(value, Reading):
+        return value
+    if value not in READING_BY_NAME:
+        raise choice_error("reading", value, READINGS)
+    return READING_BY_NAME[value]

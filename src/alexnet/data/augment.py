@@ -76,7 +76,7 @@ import torch
 from torch import Tensor
 
 from alexnet.errors import UserError, choice_error
-from alexnet.paper import CODE2012, DATA, READINGS
+from alexnet.paper import DATA, Reading, reading as reading_of
 
 PIXEL_UNIT: float = 255.0
 """The pixel value that the paper's lighting formula treats as intensity 1.
@@ -107,9 +107,9 @@ class Crops(NamedTuple):
 # --------------------------------------------------------------------------- checks
 
 
-def _check_reading(reading: str) -> None:
-    if reading not in READINGS:
-        raise choice_error("reading", reading, READINGS)
+def _check_reading(reading: str | Reading) -> Reading:
+    """The reading's switches (a UserError for an unknown name)."""
+    return reading_of(reading)
 
 
 def _check_images(images: Tensor, crop: int, name: str = "images") -> tuple[int, int]:
@@ -329,11 +329,11 @@ def pca_offsets(
     * ``code2012``: ``sum_i p_i a_i sqrt(l_i)`` -- the principal components'
       standard deviations, already in pixel units (``unit`` is not used).
     """
-    _check_reading(reading)
+    switches = _check_reading(reading)
     lam, vec = _pca_inputs(eigenvalues, eigenvectors, alphas.device, alphas.dtype)
     if alphas.dim() != 2 or alphas.shape[1] != 3:
         raise UserError(f"alphas: expected (B, 3), got {tuple(alphas.shape)}")
-    scale = lam / unit if reading == "paper" else lam.sqrt()
+    scale = lam.sqrt() if switches.colour_noise_sqrt_eigenvalues else lam / unit
     return (alphas * scale) @ vec.T
 
 
@@ -358,7 +358,7 @@ def pca_lighting(
     did this to *mean-subtracted* patches, so pass those (as
     :func:`train_transform` does).
     """
-    _check_reading(reading)
+    switches = _check_reading(reading)
     if not images.is_floating_point():
         raise UserError(f"pca_lighting: images must be float (0..255 units), got {images.dtype}")
     if images.dim() != 4 or images.shape[1] != 3:
@@ -369,8 +369,8 @@ def pca_lighting(
         alphas = draw_alphas(images.shape[0], generator, std=std, device=images.device, dtype=images.dtype)
     offsets = pca_offsets(alphas.to(images.device, images.dtype), eigenvalues, eigenvectors, reading=reading, unit=unit)
     out = images + offsets[:, :, None, None]
-    if reading == "code2012":
-        out.mul_(CODE2012.pca_rescale)
+    if switches.colour_noise_rescale != 1.0:
+        out.mul_(switches.colour_noise_rescale)
     return out
 
 
@@ -501,15 +501,15 @@ def train_transform(
     ``draws``: the batch's random draws made beforehand with :func:`draw_augmentation`
     (then ``generator`` is not used) -- how distributed ranks share one global batch's draws.
     """
-    _check_reading(reading)
+    switches = _check_reading(reading)
     if mean_mode not in MEAN_MODES:
         raise choice_error("mean_mode", mean_mode, MEAN_MODES)
     if mean_crop is None:
-        mean_crop = "match" if reading == "paper" else "centre"
+        mean_crop = "match" if switches.mean_patch_matches_crop else "centre"
     if mean_crop not in MEAN_CROPS:
         raise choice_error("mean_crop", mean_crop, MEAN_CROPS)
     if crop_chunk is None:
-        crop_chunk = 1 if reading == "paper" else CODE2012.crop_shared_chunk
+        crop_chunk = switches.crop_shared_chunk
     x = to_nchw(batch)
     height, width = _check_images(x, crop, "batch")
     b = x.shape[0]
@@ -536,8 +536,8 @@ def train_transform(
         subtract_matching_mean_(result, m, crops, crop)
     if pca or mean_mode == "channel":
         result.add_(shift[:, :, None, None])
-    if pca and reading == "code2012":
-        result.mul_(CODE2012.pca_rescale)  # after mean subtraction and noise, as the 2012 code
+    if pca and switches.colour_noise_rescale != 1.0:
+        result.mul_(switches.colour_noise_rescale)  # after mean subtraction and noise, as the 2012 code
     return result
 
 
@@ -558,7 +558,7 @@ def eval_transform(
     subtracts the mean image's centre patch from every view, as its multiview
     test did.  No lighting and no rescale at test time (either reading).
     """
-    _check_reading(reading)
+    switches = _check_reading(reading)
     if patches not in PATCHES:
         raise choice_error("patches", patches, PATCHES)
     if mean_mode not in MEAN_MODES:
@@ -570,7 +570,7 @@ def eval_transform(
         raise UserError(f"mean_image is {m.shape[1]}x{m.shape[2]} but the images are {height}x{width}")
     if mean_mode == "channel":
         mean = m.mean(dim=(1, 2), keepdim=True)
-    elif reading == "code2012" or patches == "centre":
+    elif not switches.mean_patch_matches_crop or patches == "centre":
         mean = centre_crop(m[None], crop)[0]
     else:
         mean = ten_crop(m[None], crop)[0]  # (10, 3, c, c): each view's own patch of the mean

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from alexnet.data.augment import Draws, draw_augmentation, eval_transform, train_transform
 from alexnet.config import DataConfig
-from alexnet.paper import CODE2012
+from alexnet.paper import reading
 from alexnet.data.stats import Stats
 from alexnet.data.store import StoreSplit
 
@@ -55,7 +55,7 @@ class Augmentation:
     def draws(self, batch: int, generator: torch.Generator) -> Draws:
         """The random draws of a global batch of ``batch`` images (crops, flips, lighting)."""
         size = self.mean_image.shape[0]
-        chunk = 1 if self.reading == "paper" else CODE2012.crop_shared_chunk
+        chunk = reading(self.reading).crop_shared_chunk
         return draw_augmentation(batch, size, size, self.crop, generator, pca=self.pca, pca_std=self.pca_std,
                                  crop_chunk=chunk)
 

@@ -62,7 +62,7 @@ class FourLayerNet(nn.Sequential):
             size = (size - POOL.size) // POOL.stride + 1
             if lrn and i < len(CHANNELS):
                 layers.append((f"lrn{i}", LocalResponseNorm(LRN_PARAMS.n, LRN_PARAMS.alpha, LRN_PARAMS.beta,
-                                                            LRN_PARAMS.k, convention="paper")))
+                                                            LRN_PARAMS.k)))
             c_in = c
         layers += [("flatten", nn.Flatten()), ("fc", nn.Linear(c_in * size * size, num_classes))]
         from collections import OrderedDict

@@ -47,7 +47,7 @@ class PlainLRN(nn.Module):
     """§3.3 cross-map LRN with plain tensor ops (exportable); equals :class:`LocalResponseNorm`'s forward.
 
     ``alpha`` is the effective coefficient of the sum (already divided by ``n``
-    for the ``code2012`` convention); channels split into ``groups`` columns
+    when the reading divides alpha by n); channels split into ``groups`` columns
     whose windows do not cross.
     """
 
@@ -57,8 +57,7 @@ class PlainLRN(nn.Module):
 
     @classmethod
     def like(cls, lrn: LocalResponseNorm) -> "PlainLRN":
-        alpha = lrn.alpha / lrn.n if lrn.convention == "code2012" else lrn.alpha
-        return cls(lrn.n, alpha, lrn.beta, lrn.k, lrn.groups)
+        return cls(lrn.n, lrn.effective_alpha, lrn.beta, lrn.k, lrn.groups)
 
     def forward(self, a: Tensor) -> Tensor:
         c, h, w = a.shape[1], a.shape[2], a.shape[3]

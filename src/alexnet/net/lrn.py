@@ -33,11 +33,6 @@ from torch.nn import functional as F
 from alexnet.errors import UserError
 from alexnet.paper import LRN_PARAMS
 
-#: The two conventions for alpha.  ``paper``: alpha multiplies the sum as printed
-#: in §3.3.  ``code2012``: alpha is divided by n first, as the authors' code (and
-#: torch.nn.LocalResponseNorm, and Caffe) do.
-CONVENTIONS: tuple[str, ...] = ("paper", "code2012")
-
 #: Implementations: ``auto`` picks the fused Triton kernels (:mod:`alexnet.net.lrn_triton`)
 #: for 4-D CUDA tensors when Triton is installed and this module's passes otherwise;
 #: ``torch`` and ``triton`` force one (``triton`` on CPU tensors needs TRITON_INTERPRET=1).
@@ -163,19 +158,20 @@ def local_response_norm(
     alpha: float = LRN_PARAMS.alpha,
     beta: float = LRN_PARAMS.beta,
     k: float = LRN_PARAMS.k,
-    convention: str = "paper",
+    alpha_divided_by_n: bool = False,
     groups: int = 1,
     engine: str = "auto",
 ) -> Tensor:
     """Functional §3.3 normalisation over the channel dimension of (N, C, H, W) ``a``.
 
+    ``alpha_divided_by_n``: False multiplies the sum by ``alpha`` as printed in §3.3;
+    True by ``alpha / n``, as the authors' 2012 code (and torch.nn.LocalResponseNorm,
+    and Caffe) do (:attr:`alexnet.paper.Reading.lrn_alpha_divided_by_n`).
     ``groups`` splits the channels into that many columns normalised separately
     (the window never crosses a column boundary), as on the paper's two GPUs.
     ``engine`` picks the implementation (:data:`ENGINES`); all give the same numbers.
     """
-    if convention not in CONVENTIONS:
-        raise UserError(f"lrn convention: unknown value {convention!r}; allowed: {', '.join(CONVENTIONS)}")
-    effective_alpha = alpha / n if convention == "code2012" else alpha
+    effective_alpha = alpha / n if alpha_divided_by_n else alpha
     if a.shape[1] % groups:
         raise ValueError(f"LRN: {a.shape[1]} channels do not split into {groups} groups")
     if _use_triton(a, engine):
@@ -206,9 +202,9 @@ def _use_triton(a: Tensor, engine: str) -> bool:
 class LocalResponseNorm(nn.Module):
     """§3.3 response normalisation across ``n`` adjacent kernel maps.
 
-    ``convention="paper"`` uses alpha as printed; ``"code2012"`` divides it by
+    ``alpha_divided_by_n=False`` uses alpha as printed; ``True`` divides it by
     ``n`` (the authors' code, ``torch.nn.LocalResponseNorm`` and Caffe).  So
-    ``LocalResponseNorm(5, a, b, k, "code2012")`` equals
+    ``LocalResponseNorm(5, a, b, k, alpha_divided_by_n=True)`` equals
     ``torch.nn.LocalResponseNorm(5, a, b, k)`` and the paper's reading equals
     ``torch.nn.LocalResponseNorm(5, 5 * a, b, k)``.  On CUDA tensors the fused
     Triton kernels of :mod:`alexnet.net.lrn_triton` run (``engine="auto"``).
@@ -220,24 +216,27 @@ class LocalResponseNorm(nn.Module):
         alpha: float = LRN_PARAMS.alpha,
         beta: float = LRN_PARAMS.beta,
         k: float = LRN_PARAMS.k,
-        convention: str = "paper",
+        alpha_divided_by_n: bool = False,
         groups: int = 1,
         engine: str = "auto",
     ) -> None:
         super().__init__()
-        if convention not in CONVENTIONS:
-            raise UserError(f"lrn convention: unknown value {convention!r}; allowed: {', '.join(CONVENTIONS)}")
         self.n, self.alpha, self.beta, self.k = n, alpha, beta, k
-        self.convention, self.groups, self.engine = convention, groups, engine
+        self.alpha_divided_by_n, self.groups, self.engine = alpha_divided_by_n, groups, engine
+
+    @property
+    def effective_alpha(self) -> float:
+        """The coefficient that multiplies the window's sum of squares."""
+        return self.alpha / self.n if self.alpha_divided_by_n else self.alpha
 
     def forward(self, a: Tensor) -> Tensor:
-        return local_response_norm(a, self.n, self.alpha, self.beta, self.k, self.convention, self.groups,
+        return local_response_norm(a, self.n, self.alpha, self.beta, self.k, self.alpha_divided_by_n, self.groups,
                                    self.engine)
 
     def extra_repr(self) -> str:
         return (
             f"n={self.n}, alpha={self.alpha}, beta={self.beta}, k={self.k}, "
-            f"convention={self.convention}, groups={self.groups}"
+            f"alpha_divided_by_n={self.alpha_divided_by_n}, groups={self.groups}"
         )
 
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from alexnet.errors import UserError, choice_error
 from alexnet.net.lrn import LocalResponseNorm, SameMapNorm
-from alexnet.paper import ARCH, CODE2012, DROPOUT, INIT, LRN_PARAMS, POOL, READINGS, SIXTH
+from alexnet.paper import ARCH, CODE2012, DROPOUT, INIT, LRN_PARAMS, POOL, SIXTH, Reading, reading
 
 #: Named variants for the paper's comparisons (§3.1-§3.4, §6, §7).
 VARIANTS: dict[str, str] = {
@@ -58,8 +58,7 @@ class ModelSpec:
     init: str = "paper"  # "paper": std 0.01 (§5); "fan-in": std scaled to keep the paper network's per-layer gain
 
     def __post_init__(self) -> None:
-        if self.reading not in READINGS:
-            raise choice_error("reading", self.reading, READINGS)
+        reading(self.reading)  # a UserError for an unknown name
         for name in self.variants:
             if name not in VARIANTS:
                 raise choice_error("variant", name, VARIANTS)
@@ -78,6 +77,11 @@ class ModelSpec:
             raise UserError(
                 f"input_size: {self.input_size} is too small for this network; the smallest it can take is {smallest}"
             )
+
+    @property
+    def switches(self) -> Reading:
+        """The reading's switches (:class:`alexnet.paper.Reading`): what code asks instead of the name."""
+        return reading(self.reading)
 
     def has(self, variant: str) -> bool:
         return variant in self.variants
@@ -171,9 +175,7 @@ def conv_plan(spec: ModelSpec, input_size: int | None = None) -> list[LayerPlan]
             s = stem(input_size)
             kernel, stride, padding = s.kernel, s.stride, s.padding
         groups = min(layer.groups, columns)
-        std = INIT.weight_std
-        if spec.reading == "code2012" and layer.name in ("conv3", "conv4", "conv5"):
-            std = CODE2012.conv3_5_weight_std
+        std = spec.switches.conv3_5_weight_std if layer.name in ("conv3", "conv4", "conv5") else INIT.weight_std
         plans.append(LayerPlan(layer.name, channels, kernel, stride, padding, groups, layer.bias_init, std))
     if spec.has("conv6"):
         channels = _scaled(SIXTH.out_channels, spec.width, 2 * ARCH.columns)
@@ -195,7 +197,7 @@ def spatial_sizes(spec: ModelSpec, input_size: int | None = None) -> list[tuple[
     pool_k, pool_s = _pool_geometry(spec)
     out: list[tuple[str, int]] = []
     for plan in conv_plan(spec, size):
-        if plan.name == "conv1" and spec.reading == "code2012" and size >= PAPER_STEM_MIN_INPUT:
+        if plan.name == "conv1" and spec.switches.conv1_implicit_padding and size >= PAPER_STEM_MIN_INPUT:
             size = math.ceil((size - plan.kernel) / plan.stride) + 1  # implicit bottom/right padding
         else:
             size = (size + 2 * plan.padding - plan.kernel) // plan.stride + 1
@@ -254,7 +256,7 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
         spec = ModelSpec(**kwargs)
     elif kwargs:
         spec = replace(spec, **kwargs)
-    code2012 = spec.reading == "code2012"
+    switches = spec.switches
     act: type[nn.Module] = nn.Tanh if spec.has("tanh") else nn.ReLU
     pool_k, pool_s = _pool_geometry(spec)
     layers: "OrderedDict[str, nn.Module]" = OrderedDict()
@@ -263,7 +265,7 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
     for plan in conv_plan(spec):
         idx = plan.name[-1]
         padding = plan.padding
-        if plan.name == "conv1" and code2012 and spec.input_size >= PAPER_STEM_MIN_INPUT:
+        if plan.name == "conv1" and switches.conv1_implicit_padding and spec.input_size >= PAPER_STEM_MIN_INPUT:
             total = (size_after["conv1"] - 1) * plan.stride + plan.kernel - spec.input_size
             layers["pad1"] = _PadBottomRight(total)
             padding = 0
@@ -274,18 +276,18 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
         lrn = plan.name in ARCH.lrn_after and not spec.has("no-lrn")
         norm = LocalResponseNorm(
             LRN_PARAMS.n, LRN_PARAMS.alpha, LRN_PARAMS.beta, LRN_PARAMS.k,
-            convention=spec.reading, groups=spec.columns,
+            alpha_divided_by_n=switches.lrn_alpha_divided_by_n, groups=spec.columns,
         )
         # conv6's ReLU must not take fc6's name "relu6"
         relu_name = "relu_conv6" if plan.name == "conv6" else f"relu{idx}"
-        if lrn and code2012 and plan.name == "conv1":
+        if lrn and switches.conv1_lrn_before_relu and plan.name == "conv1":
             layers[f"lrn{idx}"] = norm  # the 2012 code normalised conv1 before its ReLU
             layers[relu_name] = act()
         else:
             layers[relu_name] = act()
             if lrn:
                 layers[f"lrn{idx}"] = norm
-        if lrn and code2012 and plan.name == "conv2":
+        if lrn and switches.cnorm2 and plan.name == "conv2":
             layers["cnorm2"] = SameMapNorm(
                 CODE2012.cnorm2_size, CODE2012.cnorm2_scale, CODE2012.cnorm2_pow, CODE2012.cnorm2_k
             )

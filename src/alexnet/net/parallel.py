@@ -78,7 +78,7 @@ class TwoDeviceAlexNet(nn.Module):
                 elif isinstance(layer, nn.Linear):
                     part = _split_linear(layer, c)
                 elif isinstance(layer, LocalResponseNorm):
-                    part = LocalResponseNorm(layer.n, layer.alpha, layer.beta, layer.k, layer.convention, groups=1)
+                    part = LocalResponseNorm(layer.n, layer.alpha, layer.beta, layer.k, layer.alpha_divided_by_n, groups=1)
                 else:  # parameter-free: ReLU/tanh, pooling, dropout, padding, flatten, cnorm2
                     part = copy.deepcopy(layer)
                 self.columns[c][name] = part.to(self.devices[c])

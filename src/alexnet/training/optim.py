@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from alexnet.errors import UserError, choice_error
-from alexnet.paper import CODE2012, LEARNING, READINGS
+from alexnet.paper import LEARNING, Reading, reading as reading_of
 
 
 class PaperSGD(torch.optim.Optimizer):
@@ -126,7 +126,7 @@ def _foreach_update(params: list[Tensor], grads: list[Tensor], vels: list[Tensor
         torch._foreach_add_(ps, vs)
 
 
-def param_groups(model: nn.Module, reading: str, lr: float, weight_decay: float, momentum: float) -> list[dict]:
+def param_groups(model: nn.Module, reading: str | Reading, lr: float, weight_decay: float, momentum: float) -> list[dict]:
     """Optimizer parameter groups for a reading (trainable parameters only).
 
     * ``paper``: one group ``"all"``: every parameter at ``lr``, all weight-decayed.
@@ -136,12 +136,11 @@ def param_groups(model: nn.Module, reading: str, lr: float, weight_decay: float,
 
     Every group carries ``lr_scale``; a schedule sets ``lr = base_lr * lr_scale``.
     """
-    if reading not in READINGS:
-        raise choice_error("reading", reading, READINGS)
+    switches = reading_of(reading)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise UserError("the model has no trainable parameters")
-    if reading == "paper":
+    if switches.bias_weight_decay and switches.bias_lr_multiplier == 1.0:
         return [
             dict(
                 name="all",
@@ -154,8 +153,8 @@ def param_groups(model: nn.Module, reading: str, lr: float, weight_decay: float,
         ]
     weights = [p for n, p in named if not n.endswith("bias")]
     biases = [p for n, p in named if n.endswith("bias")]
-    bias_wd = weight_decay if CODE2012.bias_weight_decay else 0.0
-    scale = CODE2012.bias_lr_multiplier
+    bias_wd = weight_decay if switches.bias_weight_decay else 0.0
+    scale = switches.bias_lr_multiplier
     groups = [
         dict(name="weights", params=weights, lr=lr, lr_scale=1.0, weight_decay=weight_decay, momentum=momentum),
         dict(name="biases", params=biases, lr=lr * scale, lr_scale=scale, weight_decay=bias_wd, momentum=momentum),
