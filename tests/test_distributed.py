@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from alexnet.training.checkpoint import load_file
+from alexnet.inference.trained import read_checkpoint
 
 TINY_DDP = [
     "data.crop=16", "data.workers=0", "model.width=0.125", "model.fc_units=32", "model.variants=no-dropout",
@@ -51,8 +51,8 @@ def test_two_gloo_processes_equal_one(tiny_store, tmp_path: Path) -> None:
     train(load_config("paper", [f'data.store="{tiny_store.path}"', *TINY_DDP]), single, progress=False)
     double = tmp_path / "double"
     mp.spawn(_worker, args=(2, _free_port(), str(tiny_store.path), str(double)), nprocs=2, join=True)
-    a = load_file(single / "checkpoints" / "last.pt")["model"]
-    b = load_file(double / "checkpoints" / "last.pt")["model"]
+    a = read_checkpoint(single / "checkpoints" / "last.pt")["model"]
+    b = read_checkpoint(double / "checkpoints" / "last.pt")["model"]
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
     # metrics were reduced over both ranks: the same validation error, every image counted once

@@ -85,7 +85,7 @@ def test_runs_are_evaluated_and_need_data(tmp_path: Path) -> None:
     store = make_store(tmp_path / "s", val=11)
     r1 = make_checkpoint(tmp_path / "r1", store, seed=1)
     r2 = make_checkpoint(tmp_path / "r2", store, seed=2)
-    with pytest.raises(UserError, match="pass --data"):
+    with pytest.raises(UserError, match="name the store to evaluate it on"):
         ensemble([r1, r2])
     result = ensemble([r1, r2 / "checkpoints" / "last.pt"], data=store.path, patches="centre", out=tmp_path / "e")
     assert result.probs.shape == (11, 4)

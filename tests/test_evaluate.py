@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet.training.checkpoint import FORMAT, KIND, atomic_save
+from alexnet.inference.trained import FORMAT, KIND
+from alexnet.training.checkpoint import atomic_save
 from alexnet.cli import main
 from alexnet.config import Config, DataConfig
 from alexnet.data.batches import Augmentation, EvalBatches
@@ -77,8 +78,8 @@ def test_stub_model_gives_known_errors_in_both_modes(tmp_path: Path) -> None:
         for r, c in enumerate(order):
             logits[i, c] = float(classes - r)
     model = FixedLogits(logits)
-    data = DataConfig(crop=16)
-    result = evaluate_model(model, store, split="val", data=data, reading="paper", batch_size=n, progress=False)
+    augment = Augmentation.for_evaluation(16, store.stats().mean_image, "image", "paper")
+    result = evaluate_model(model, store, split="val", augment=augment, batch_size=n, progress=False)
     errs = result.errors()
     for mode in ("centre", "ten"):
         assert errs[f"{mode}_top1_error"] == pytest.approx(12 / 20)
@@ -117,7 +118,7 @@ def test_ten_patches_end_to_end_from_the_store(tmp_path: Path) -> None:
 def test_eval_writes_table2_json_and_probabilities(tmp_path: Path, capsys) -> None:
     store = make_store(tmp_path / "s", val=13)
     run = make_checkpoint(tmp_path / "run", store)
-    assert main(["eval", str(run), str(store.path), "--quiet", "--per-class"]) == 0
+    assert main(["eval", str(run), "--data", str(store.path), "--patches", "both", "--quiet", "--per-class"]) == 0
     printed = capsys.readouterr().out
     assert "| Model (13 images, 4 classes) | Top-1 (val) | Top-5 (val) |" in printed
     assert "ten patches (§4.1)" in printed and "| class | wnid |" in printed
@@ -174,7 +175,7 @@ def test_unknown_classes_and_other_architectures_are_user_errors(tmp_path: Path,
     with pytest.raises(UserError, match="classes the checkpoint does not know: n09999999"):
         evaluate_checkpoint(run, other.path, progress=False)
     five = make_store(tmp_path / "five", classes=5)
-    assert main(["eval", str(run), str(five.path), "--quiet"]) == 2
+    assert main(["eval", str(run), "--data", str(five.path), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "n00000004" in err and "Traceback" not in err
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)

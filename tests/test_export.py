@@ -61,14 +61,14 @@ def test_torchscript_export_matches(run: Path, tmp_path: Path, capsys) -> None:
 def test_onnx_export_matches_under_onnxruntime(run: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    report = export(run, tmp_path / "m.onnx", fmt="onnx", batch=3)
+    report = export(run, tmp_path / "m.onnx", fmt="onnx", batch_size=3)
     assert report.checked_with == "onnxruntime" and report.ok and report.max_difference < 1e-4
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     assert session.run(None, {"images": torch.zeros(5, 3, 16, 16).numpy()})[0].shape == (5, 4)  # dynamic batch
 
 
 def test_bad_export_requests(run: Path, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="--format: unknown value"):
+    with pytest.raises(UserError, match="format: unknown value"):
         export(run, tmp_path / "m.x", fmt="tflite")
     with pytest.raises(UserError, match="is a directory"):
         export(run, tmp_path, fmt="torchscript")

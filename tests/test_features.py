@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.training.checkpoint import load_model
+from alexnet.inference.trained import TrainedRun, read_checkpoint
 from alexnet.cli import main
 from alexnet.config import load_config
 from alexnet.errors import UserError
@@ -39,7 +39,7 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
 def test_features_match_model_and_sidecar(tiny, tmp_path: Path) -> None:
     run, store = tiny
     fs = extract_features(run, store, tmp_path / "f", split="val", batch_size=7)
-    model, _ = load_model(run)
+    model = TrainedRun.open(run, device='cpu').model
     assert fs.features.shape == (40, 32) and fs.features.dtype == np.float32
     assert isinstance(np.load(tmp_path / "f" / "features.npy", mmap_mode="r"), np.memmap)
     assert fs.meta["complete"] and fs.meta["checkpoint_sha256"] == weights_fingerprint(model)
@@ -51,7 +51,7 @@ def test_features_match_model_and_sidecar(tiny, tmp_path: Path) -> None:
     from alexnet.data.store import Store
 
     s = Store(store)
-    cfg = config_from_dict(load_model(run)[1]["config"])
+    cfg = config_from_dict(read_checkpoint(run)["config"])
     aug = Augmentation.from_config(cfg.data, s.stats(), model.spec.reading)
     with torch.no_grad():
         ref = model.eval().features(aug.evaluate(s.split("val").read(np.arange(5)), "centre")).numpy()
@@ -81,9 +81,9 @@ def test_other_checkpoint_is_refused(tiny, tmp_path: Path) -> None:
 
 def test_cli_features(tiny, tmp_path: Path, capsys) -> None:
     run, store = tiny
-    assert main(["features", str(run), str(store), "--split", "train", "--out", str(tmp_path / "f"), "--quiet"]) == 0
+    assert main(["features", str(run), "--data", str(store), "--split", "train", "--out", str(tmp_path / "f"), "--quiet"]) == 0
     assert "96 x 32 fc7 features" in capsys.readouterr().out
     meta = json.loads((tmp_path / "f" / "features.json").read_text())
     assert meta["count"] == 96 and meta["layer"] == "fc7"
-    assert main(["features", str(run), str(store), "--split", "nope", "--out", str(tmp_path / "g")]) == 2
+    assert main(["features", str(run), "--data", str(store), "--split", "nope", "--out", str(tmp_path / "g")]) == 2
     assert "no split 'nope'" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.training.checkpoint import load_file
+from alexnet.inference.trained import read_checkpoint
 from alexnet.cli import main
 from alexnet.errors import UserError
 from alexnet.training.finetune import prepare_finetune
@@ -33,7 +33,7 @@ def source(tmp_path: Path):
 @pytest.mark.parametrize("add_conv6", [False, True])
 def test_kept_layers_are_copied_and_new_ones_initialised(source, tmp_path: Path, add_conv6: bool) -> None:
     run, new = source
-    src = load_file(run)["model"]
+    src = read_checkpoint(run)["model"]
     trainer = prepare_finetune(run, new.path, tmp_path / "ft", overrides=FAST, add_conv6=add_conv6, progress=False)
     got = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     kept = [k for k in src if not k.startswith("fc8.")]
@@ -51,7 +51,7 @@ def test_kept_layers_are_copied_and_new_ones_initialised(source, tmp_path: Path,
     else:
         assert info["new_layers"] == ["fc8"] and "conv6" not in trainer.spec.variants
     assert info["copied_layers"][:2] == ["conv1", "conv2"]
-    saved = load_file(tmp_path / "ft")["model"]  # checkpoint written before the first step: resumable
+    saved = read_checkpoint(tmp_path / "ft")["model"]  # checkpoint written before the first step: resumable
     assert torch.equal(saved["conv1.weight"], src["conv1.weight"])
     state = trainer.fit() if add_conv6 else None
     if state is not None:

@@ -42,7 +42,7 @@ def test_colour_measure_separates_grey_from_colour() -> None:
 
 
 def test_kernels_command(tmp_path: Path, capsys) -> None:
-    from alexnet.training.checkpoint import KIND
+    from alexnet.inference.trained import KIND
 
     import torch
 

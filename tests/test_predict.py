@@ -12,9 +12,10 @@ from PIL import Image
 
 from alexnet.cli import main
 from alexnet.config import DataConfig
-from alexnet.training.checkpoint import load_model
+from alexnet.inference.trained import TrainedRun
 from alexnet.errors import UserError
-from alexnet.inference.evaluate import evaluate_model
+from alexnet.inference.evaluate import evaluate
+from alexnet.inference.trained import TrainedRun
 from alexnet.paper import RETRIEVAL
 from alexnet.inference.predict import Predictor, predict_images
 
@@ -43,9 +44,8 @@ def test_predictions_match_eval_and_rank_top5(setup, patches: str) -> None:
     predictor = Predictor(run, device="cpu")
     preds, failed = predict_images(predictor, files, patches=patches)
     assert not failed and len(preds) == 3
-    model, _ = load_model(run)
-    ref = evaluate_model(model, store, split="val", data=DataConfig(crop=16), reading="paper",
-                         modes=(patches,), progress=False).probs[patches]
+    ref = evaluate(TrainedRun.open(run, device="cpu"), store, split="val", modes=(patches,),
+                   progress=False).probs[patches]
     for i, pred in enumerate(preds):
         assert len(pred.top) == RETRIEVAL.top_k
         probs = [t["probability"] for t in pred.top]
@@ -63,14 +63,14 @@ def test_cli_text_json_figure_and_a_bad_image(setup, tmp_path: Path, capsys) -> 
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     fig = tmp_path / "fig4.png"
-    rc = main(["predict", str(files[0]), str(bad), str(files[1]), "--checkpoint", str(run), "--figure", str(fig),
+    rc = main(["predict", str(run), str(files[0]), str(bad), str(files[1]), "--figure", str(fig),
                "--patches", "ten", "--device", "cpu"])
     cap = capsys.readouterr()
     assert rc == 1
     assert str(bad) in cap.err and "Traceback" not in cap.err
     assert str(files[0]) in cap.out and str(files[1]) in cap.out and "(correct: n" in cap.out
     assert fig.is_file() and Image.open(fig).size[0] > 100
-    assert main(["predict", str(files[2]), "--checkpoint", str(run), "--json", "--device", "cpu"]) == 0
+    assert main(["predict", str(run), str(files[2]), "--json", "--device", "cpu"]) == 0
     data = json.loads(capsys.readouterr().out)
     (p,) = data["predictions"]
     assert len(p["top"]) == RETRIEVAL.top_k and p["label"]["wnid"] == store.classes[labels[2]][0]
@@ -92,6 +92,6 @@ def test_labels_file_and_missing_store(setup, tmp_path: Path) -> None:
         predict_images(predictor, [other], labels=read_labels_file(lab))
     moved = tmp_path / "moved"
     shutil.move(store.path, moved)
-    with pytest.raises(UserError, match="training store .* is gone; pass the training store with --store"):
+    with pytest.raises(UserError, match="training store .* is gone; name the training store"):
         Predictor(run)
-    assert Predictor(run, store=moved).size == store.image_size
+    assert Predictor(run, training_store=moved).size == store.image_size

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.training.checkpoint import load_file, load_model
+from alexnet.inference.trained import TrainedRun, read_checkpoint
 from alexnet.config import load_config
 from alexnet.errors import UserError
 from alexnet.inference.scoring import topk_errors
@@ -28,7 +28,7 @@ def tiny_config(store: Path, *extra: str):
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(run / "checkpoints" / "last.pt")["model"]
+    return read_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
 def test_run_directory_contents(tiny_store, tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_run_directory_contents(tiny_store, tmp_path: Path) -> None:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert len(epochs) == 2 and {"val_top1_error", "val_top5_error", "train_loss", "lr"} <= set(epochs[0])
-    model, _ = load_model(run)
+    model = TrainedRun.open(run, device='cpu').model
     assert model.spec.num_classes == 4
 
 
@@ -62,8 +62,8 @@ def test_resume_is_bit_identical(tiny_store, tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    va = load_file(whole / "checkpoints" / "last.pt")["optimizer"]
-    vb = load_file(parts / "checkpoints" / "last.pt")["optimizer"]
+    va = read_checkpoint(whole / "checkpoints" / "last.pt")["optimizer"]
+    vb = read_checkpoint(parts / "checkpoints" / "last.pt")["optimizer"]
     for k in va["state"]:
         assert torch.equal(va["state"][k]["velocity"], vb["state"][k]["velocity"])
 
@@ -72,7 +72,7 @@ def test_periodic_checkpoints_and_atomicity(tiny_store, tmp_path: Path, monkeypa
     run = tmp_path / "run"
     train(tiny_config(tiny_store.path, "run.checkpoint_every=2", "run.max_steps=4"), run, progress=False)
     before = (run / "checkpoints" / "last.pt").read_bytes()
-    assert load_file(run)["state"]["step"] == 4
+    assert read_checkpoint(run)["state"]["step"] == 4
 
     def dying_save(obj, f, *a, **k):  # a kill in the middle of writing
         f.write(b"partial")

@@ -2,7 +2,12 @@
 
 Every subcommand module exposes ``register(subparsers)`` and the function it
 registers as ``func``; a :class:`~alexnet.errors.UserError` becomes one line on
-stderr and exit status 2, never a traceback.
+stderr and exit status 2, never a traceback.  Library errors name the parameter
+they are about (``err.key``); here it becomes the flag the user typed
+(``batch_size`` -> ``--batch-size``, ``optim.lr`` -> ``--set optim.lr``).
+
+Building the parser imports no torch and no numpy: ``alexnet --help`` and every
+``alexnet COMMAND --help`` answer at once; the work's imports happen in ``func``.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ from typing import Sequence
 from alexnet import __version__
 from alexnet.errors import UserError
 
-#: Subcommand modules, each with ``register(subparsers)``.
+#: Subcommand modules, each with ``register(subparsers)``, in the order of the pipeline.
 COMMAND_MODULES: tuple[str, ...] = (
+    "alexnet.commands.demo",
     "alexnet.commands.prepare",
     "alexnet.commands.summary",
-    "alexnet.commands.demo",
     "alexnet.commands.train",
     "alexnet.commands.eval",
     "alexnet.commands.ensemble",
@@ -35,7 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(
         prog="alexnet",
         description="Krizhevsky, Sutskever & Hinton (NIPS 2012) on PyTorch: prepare, train, evaluate, inspect.",
@@ -45,16 +50,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
-    return parser
+    return parser, sub
+
+
+def flag_for(parser: argparse.ArgumentParser, key: str) -> str:
+    """The command-line spelling of parameter ``key`` in ``parser``: its long option, its metavar, or
+    ``--set KEY`` for a config key (``section.key``); the key itself when the command has no such option."""
+    dest = key.replace("-", "_")
+    for action in parser._actions:
+        if action.dest == dest or getattr(action, "config_key", None) == key:
+            if action.option_strings:
+                return max(action.option_strings, key=len)
+            return str(action.metavar or action.dest.upper())
+    if "." in key:
+        return f"--set {key}"
+    return key
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser, sub = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UserError as err:
-        print(f"alexnet {args.command}: error: {err}", file=sys.stderr)
+        message = f"{flag_for(sub.choices[args.command], err.key)}: {err.message}" if err.key else str(err)
+        print(f"alexnet {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"alexnet {args.command}: interrupted; everything written so far is kept", file=sys.stderr)

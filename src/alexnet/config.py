@@ -94,28 +94,30 @@ def presets() -> list[str]:
     return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def _apply(config: Config, data: dict[str, Any], source: str) -> None:
+def _apply(config: Config, data: dict[str, Any], source: str, key: str | None = None) -> None:
+    """Set ``data``'s sections and keys on ``config``; errors name ``source`` (a file, a preset) or ``key``."""
+    where = f"{source}: " if source else ""
     sections = {f.name: getattr(config, f.name) for f in fields(Config)}
     for section, values in data.items():
         if section not in sections:
-            raise UserError(f"{source}: unknown section {section!r}; valid sections: {', '.join(sections)}")
+            raise UserError(f"{where}unknown section {section!r}; valid sections: {', '.join(sections)}", key=key)
         if not isinstance(values, dict):
-            raise UserError(f"{source}: {section} must be a table of keys")
+            raise UserError(f"{where}{section} must be a table of keys", key=key)
         target = sections[section]
         valid = {f.name: f for f in fields(target)}
-        for key, value in values.items():
-            if key not in valid:
+        for name, value in values.items():
+            if name not in valid:
                 raise UserError(
-                    f"{source}: unknown key {section}.{key}; valid keys in [{section}]: {', '.join(valid)}"
+                    f"{where}unknown key {section}.{name}; valid keys in [{section}]: {', '.join(valid)}", key=key
                 )
-            setattr(target, key, _coerce(f"{section}.{key}", getattr(target, key), value, source))
+            setattr(target, name, _coerce(f"{section}.{name}", getattr(target, name), value, where, key))
 
 
-def _coerce(name: str, default: Any, value: Any, source: str) -> Any:
+def _coerce(name: str, default: Any, value: Any, where: str, key: str | None) -> Any:
     """Check ``value`` against the type of the default, converting int -> float where harmless."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise UserError(f"{source}: {name} must be true or false, got {value!r}")
+            raise UserError(f"{where}{name} must be true or false, got {value!r}", key=key)
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -124,21 +126,38 @@ def _coerce(name: str, default: Any, value: Any, source: str) -> Any:
             value = [value] if not isinstance(value, str) else [v for v in value.split(",") if v]
         return value
     if not isinstance(value, type(default)) or isinstance(value, bool) and not isinstance(default, bool):
-        raise UserError(f"{source}: {name} must be {type(default).__name__}, got {value!r}")
+        raise UserError(f"{where}{name} must be {type(default).__name__}, got {value!r}", key=key)
     return value
+
+
+def parse_assignment(text: str, *, key: str, example: str, typed: bool = True) -> tuple[str, Any]:
+    """``'KEY=VALUE'`` -> ``(KEY, VALUE)``: the one parser of every ``KEY=VALUE`` argument.
+
+    With ``typed`` the value is read as TOML (``0.02`` a float, ``true`` a bool, ``[1, 2]``
+    a list); a bare word that is not TOML stays a string.  ``key`` names the parameter in
+    errors, ``example`` shows the expected form.
+    """
+    if "=" not in text:
+        raise UserError(f"{text!r}: expected KEY=VALUE, e.g. {example}", key=key)
+    name, raw = (s.strip() for s in text.split("=", 1))
+    if not name:
+        raise UserError(f"{text!r}: expected KEY=VALUE, e.g. {example}", key=key)
+    if not typed:
+        return name, raw
+    try:
+        return name, tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return name, raw
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
     """'optim.lr=0.02' -> ('optim', 'lr', 0.02); values are TOML, bare words are strings."""
-    if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise UserError(f"--set {text!r}: expected section.key=value, e.g. optim.lr=0.02")
-    key, raw = text.split("=", 1)
-    section, name = key.strip().split(".", 1)
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return section, name, value
+    example = "optim.lr=0.02"
+    name, value = parse_assignment(text, key="set", example=example)
+    if "." not in name:
+        raise UserError(f"{text!r}: expected section.key=value, e.g. {example}", key="set")
+    section, field_name = name.split(".", 1)
+    return section, field_name, value
 
 
 def load_config(preset: str = "paper", overrides: list[str] | None = None, file: str | Path | None = None) -> Config:
@@ -155,7 +174,7 @@ def load_config(preset: str = "paper", overrides: list[str] | None = None, file:
     else:
         names = presets()
         if preset not in names:
-            raise UserError(f"preset: unknown value {preset!r}; allowed: {', '.join(names)}")
+            raise UserError(f"unknown value {preset!r}; allowed: {', '.join(names)}", key="preset")
         text = (resources.files("alexnet") / "presets" / f"{preset}.toml").read_text()
         _apply(config, tomllib.loads(text), f"preset {preset}")
     return apply_overrides(config, overrides)
@@ -165,7 +184,7 @@ def apply_overrides(config: Config, overrides: list[str] | None) -> Config:
     """Apply ``section.key=value`` overrides in order (in place; returns ``config``)."""
     for text in overrides or []:
         section, name, value = parse_override(text)
-        _apply(config, {section: {name: value}}, "--set")
+        _apply(config, {section: {name: value}}, "", key="set")
     return config
 
 

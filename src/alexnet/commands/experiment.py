@@ -13,14 +13,12 @@ def run(args: argparse.Namespace) -> int:
         for name in REGISTRY:
             print(f"{name:18s} {module(name).DESCRIPTION}")
         return 0
+    from alexnet.config import parse_assignment
+
     stores = {}
     for text in args.store or []:
-        from alexnet.errors import UserError
-
-        if "=" not in text:
-            raise UserError(f"--store {text!r}: expected DATASET=STORE, e.g. cifar10-32=/data/cifar32")
-        key, value = text.split("=", 1)
-        stores[key.strip()] = Path(value.strip())
+        key, value = parse_assignment(text, key="store", example="cifar10-32=/data/cifar32", typed=False)
+        stores[key] = Path(value)
     extra = {}
     if args.data_root:
         extra["data_root"] = Path(args.data_root)
@@ -33,8 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from alexnet.experiments import REGISTRY
-    from alexnet.experiments.common import BUDGETS
+    from alexnet.experiments import BUDGETS, REGISTRY
 
     parser = sub.add_parser("experiment", help="run one of the paper's experiments (Figure 1, LRN, ablations, ...)",
                             description="Named, seeded, resumable experiments; rerunning skips finished sub-runs "

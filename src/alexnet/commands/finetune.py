@@ -1,16 +1,17 @@
-"""``alexnet finetune``: pre-train then fine-tune (§6): new output layer, optionally a sixth conv layer."""
+"""``alexnet finetune RUN --data STORE --out NEW_RUN``: pre-train then fine-tune (§6): new output layer,
+optionally a sixth conv layer."""
 
 from __future__ import annotations
 
 import argparse
 
-from alexnet.commands.options import add_quiet, add_recipe, training_outcome
+from alexnet.commands.options import add_data, add_quiet, add_recipe, add_run, training_outcome
 
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.training.finetune import prepare_finetune
 
-    trainer = prepare_finetune(args.checkpoint, args.data, args.out, preset=args.preset, overrides=args.set,
+    trainer = prepare_finetune(args.run, args.data, args.out, preset=args.preset, overrides=args.set,
                                add_conv6=args.add_conv6, progress=not args.quiet)
     info = trainer.finetune_info
     print(f"copied {', '.join(info['copied_layers'])} from {info['source']}; "
@@ -21,9 +22,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("finetune", help="fine-tune a checkpoint on another class set (§6)")
-    parser.add_argument("checkpoint", help="run directory or checkpoint trained on the source classes")
-    parser.add_argument("--data", required=True, help="store of the new classes")
+    parser = sub.add_parser("finetune", help="fine-tune a trained run on another class set (§6)")
+    add_run(parser, "the run trained on the source classes")
+    add_data(parser, "store of the new classes", required=True)
     parser.add_argument("--out", required=True, help="run directory to create")
     parser.add_argument("--add-conv6", action="store_true",
                         help="add the sixth conv layer over the last pooling layer (§6), freshly initialised")

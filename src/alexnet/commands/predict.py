@@ -1,32 +1,29 @@
-"""``alexnet predict``: the five most probable labels of image files (§6.1, Figure 4 left)."""
+"""``alexnet predict RUN IMAGE...``: the five most probable labels of image files (§6.1, Figure 4 left)."""
 
 from __future__ import annotations
 
 import argparse
 
-from alexnet.commands.options import add_device
-from alexnet.errors import UserError
+from alexnet.commands.options import add_data, add_device, add_patches, add_run
 
 
 def run(args: argparse.Namespace) -> int:
     from alexnet.inference.predict import predict
 
-    if args.checkpoint is None:
-        raise UserError("--checkpoint RUN is required: the run directory or checkpoint file to predict with")
-    return predict(args.checkpoint, args.images, patches=args.patches, labels_file=args.labels, store=args.store,
-                   device=args.device, as_json=args.json, figure=args.figure)
+    return predict(args.run, args.images, patches=args.patches, labels_file=args.labels,
+                   training_store=args.training_store, device=args.device, as_json=args.json, figure=args.figure)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("predict", help="top-5 labels of image files, as text, JSON or a Figure 4 panel")
+    add_run(parser, "the trained run to predict with")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (any format prepare reads)")
-    parser.add_argument("--checkpoint", metavar="RUN", help="a run directory or a checkpoint file")
-    parser.add_argument("--patches", choices=("centre", "ten"), default="centre",
-                        help="centre patch, or the softmax averaged over the ten patches of §4.1")
+    add_patches(parser)
     parser.add_argument("--labels", metavar="FILE",
                         help="correct labels: lines 'IMAGE LABEL' (wnid, name or index); default: the parent "
-                             "folder's name when it is a wnid of the checkpoint")
-    parser.add_argument("--store", help="training store for the mean image, if the checkpoint's is gone")
+                             "folder's name when it is a wnid of the run")
+    add_data(parser, "the training store, for its mean image if the run no longer records one",
+             dest="training_store")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--figure", metavar="PNG", help="also draw the images and their top-5 bars (Figure 4, left)")
     add_device(parser)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.net.model import VARIANTS, ModelSpec, build_model, parse_variants
+from alexnet.net.variants import VARIANTS, parse_variants
 from alexnet.paper import ARCH, READINGS
-from alexnet.net.summary import format_table, layer_table
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +20,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fc-units", type=int, default=ARCH.fc_units)
 
 
-def spec_from_args(args: argparse.Namespace) -> ModelSpec:
+def spec_from_args(args: argparse.Namespace):
+    from alexnet.net.model import ModelSpec
+
     return ModelSpec(
         num_classes=args.num_classes,
         reading=args.reading,
@@ -33,6 +34,9 @@ def spec_from_args(args: argparse.Namespace) -> ModelSpec:
 
 
 def run(args: argparse.Namespace) -> int:
+    from alexnet.net.model import build_model
+    from alexnet.net.summary import format_table, layer_table
+
     spec = spec_from_args(args)
     model = build_model(spec)
     print(f"AlexNet, reading={spec.reading}, variants={','.join(spec.variants) or 'none'}, "

@@ -37,7 +37,8 @@ def _toml_string(text: str) -> str:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train a network with the paper's recipe (§4, §5)")
-    parser.add_argument("--data", help="a store written by `alexnet prepare` (sets data.store)")
+    data = parser.add_argument("--data", metavar="STORE", help="a store written by `alexnet prepare` (sets data.store)")
+    data.config_key = "data.store"  # errors about data.store name --data (alexnet.cli.flag_for)
     parser.add_argument("--out", help="run directory to create")
     add_recipe(parser)
     parser.add_argument("--config", help="a TOML config file instead of a preset")

@@ -52,6 +52,11 @@ class Augmentation:
         return cls(cfg.crop, stats.mean_image, stats.eigenvalues, stats.eigenvectors, cfg.mean, cfg.pca,
                    cfg.pca_std, reading)
 
+    @classmethod
+    def for_evaluation(cls, crop: int, mean_image: np.ndarray, mean_mode: str, reading: str) -> "Augmentation":
+        """The test-time transform only (§4.1 patches minus the mean): no colour noise, so no PCA."""
+        return cls(crop, mean_image, np.zeros(3), np.eye(3), mean_mode, False, 0.0, reading)
+
     def draws(self, batch: int, generator: torch.Generator) -> Draws:
         """The random draws of a global batch of ``batch`` images (crops, flips, lighting)."""
         size = self.mean_image.shape[0]

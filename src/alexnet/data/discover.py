@@ -151,13 +151,13 @@ def discover(src: Path, val_labels: Path | None, split_half: bool, seed: int) ->
                 splits[d.name] = _flat_split(folder, src, classes, labels_file, pre[d.name], notes)
             else:
                 if d.name == "val" and val_labels is not None:
-                    raise UserError(f"--val-labels was given but {folder} is laid out by class folders")
+                    raise UserError(f"was given but {folder} is laid out by class folders", key="val_labels")
                 splits[d.name], _ = _class_tree(folder, src, index, d.name, pre[d.name])
         if val_labels is not None and "val" not in splits:
-            raise UserError(f"--val-labels was given but {src / 'val'} does not exist or holds no images")
+            raise UserError(f"was given but {src / 'val'} does not exist or holds no images", key="val_labels")
     else:
         if val_labels is not None:
-            raise UserError(f"--val-labels needs a flat {src / 'val'} folder beside {src / 'train'}")
+            raise UserError(f"needs a flat {src / 'val'} folder beside {src / 'train'}", key="val_labels")
         classes, index = _class_folders(src, " (expected SRC/train/<class>/ or SRC/<class>/)")
         pre["train"] = []
         files, _ = _scan_files(src)
@@ -176,7 +176,7 @@ def discover(src: Path, val_labels: Path | None, split_half: bool, seed: int) ->
     empty = [c for c in classes if per_class.get(c, 0) == 0]
     if split_half:
         if "test" in splits:
-            raise UserError(f"--split-half makes a test split, but {src / 'test'} already exists")
+            raise UserError(f"makes a test split, but {src / 'test'} already exists", key="split_half")
         splits["train"], splits["test"] = _split_half(splits["train"], len(classes), seed)
         pre["test"] = []
     return SourcePlan(classes, splits, pre, empty, notes)

@@ -225,19 +225,19 @@ def prepare(
     start = time.perf_counter()
     src, out = Path(src), Path(out)
     if size < 1:
-        raise UserError(f"--size must be a positive number of pixels, got {size}")
+        raise UserError(f"must be a positive number of pixels, got {size}", key="size")
     if shard_size < 1:
-        raise UserError(f"--shard-size must be at least 1, got {shard_size}")
+        raise UserError(f"must be at least 1, got {shard_size}", key="shard_size")
     if fmt not in FORMATS:
-        raise UserError(f"--format: unknown value {fmt!r}; allowed: {', '.join(FORMATS)}")
+        raise UserError(f"unknown value {fmt!r}; allowed: {', '.join(FORMATS)}", key="format")
     if not 1 <= quality <= 100:
-        raise UserError(f"--jpeg-quality must lie in 1..100, got {quality}")
+        raise UserError(f"must lie in 1..100, got {quality}", key="jpeg_quality")
     if val_labels is not None and not Path(val_labels).is_file():
-        raise UserError(f"labels file {val_labels} does not exist")
+        raise UserError(f"labels file {val_labels} does not exist", key="val_labels")
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
+        raise UserError(f"must be at least 1, got {workers}", key="workers")
 
     plan = discover(src, Path(val_labels) if val_labels else None, split_half, seed)
     notes = list(plan.notes)

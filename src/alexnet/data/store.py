@@ -41,6 +41,8 @@ DEFAULT_SHARD_SIZE = 512  # 512 x 196,608 B = 96 MiB per 256x256 shard
 DEFAULT_JPEG_QUALITY = 95
 STATS_UNITS = "RGB pixel values in 0..255 units (uint8 scale); covariance over all pixels of the split"
 MANIFEST = "manifest.json"
+#: Where errors are reported, in order of preference, when no split is named.
+REPORTED_SPLITS = ("val", "test")
 
 
 def shard_name(index: int) -> str:
@@ -192,6 +194,16 @@ class Store:
     def splits(self) -> list[str]:
         """Names of the splits in this store (e.g. ``['test', 'train']``), sorted."""
         return sorted(self._splits)
+
+    def evaluation_split(self, name: str | None = None) -> str:
+        """The split errors are reported on: ``name`` when given (it must exist), else ``val``, else ``test``."""
+        if name is not None:
+            self.split(name)  # a UserError naming the available splits
+            return name
+        for candidate in REPORTED_SPLITS:
+            if candidate in self._splits:
+                return candidate
+        raise UserError(f"store {self.path} has no {' or '.join(REPORTED_SPLITS)} split; name one", key="split")
 
     def split(self, name: str) -> StoreSplit:
         """The split ``name``; :class:`UserError` naming the available ones if absent."""

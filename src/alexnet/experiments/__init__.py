@@ -9,13 +9,15 @@ See :mod:`alexnet.experiments.common` for the run directory layout.
 from __future__ import annotations
 
 import importlib
-import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from alexnet.config import parse_assignment
 from alexnet.errors import UserError, choice_error
-from alexnet.experiments.common import BUDGETS, Context
+
+#: Budgets every experiment offers: ``quick`` (minutes on a CPU) and ``full``.
+BUDGETS: tuple[str, ...] = ("quick", "full")
 
 #: command-line name -> module
 REGISTRY: dict[str, str] = {
@@ -37,23 +39,17 @@ def module(name: str) -> ModuleType:
 def parameters(name: str, budget: str, overrides: list[str] | None = None) -> dict[str, Any]:
     """The budget's parameters with ``KEY=VALUE`` overrides (TOML values), checked against the known keys."""
     if budget not in BUDGETS:
-        raise choice_error("--budget", budget, BUDGETS)
+        raise choice_error("budget", budget, BUDGETS)
     params = dict(module(name).BUDGETS[budget])
     for text in overrides or []:
-        if "=" not in text:
-            raise UserError(f"--param {text!r}: expected KEY=VALUE, e.g. max_steps=500")
-        key, raw = (s.strip() for s in text.split("=", 1))
+        key, value = parse_assignment(text, key="param", example="max_steps=500")
         if key not in params:
-            raise UserError(f"--param {key}: unknown key for {name}; valid keys: {', '.join(sorted(params))}")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
+            raise UserError(f"{key}: unknown key for {name}; valid keys: {', '.join(sorted(params))}", key="param")
         default = params[key]
         if isinstance(default, float) and isinstance(value, int):
             value = float(value)
         if type(value) is not type(default):
-            raise UserError(f"--param {key}: must be {type(default).__name__} like {default!r}, got {raw!r}")
+            raise UserError(f"{key}: must be {type(default).__name__} like {default!r}, got {value!r}", key="param")
         params[key] = value
     return params
 
@@ -61,6 +57,8 @@ def parameters(name: str, budget: str, overrides: list[str] | None = None) -> di
 def run_experiment(name: str, *, budget: str = "quick", out: str | Path | None = None, seeds: int | None = None,
                    params: list[str] | None = None, **context: Any) -> dict[str, Any]:
     """Run (or continue) experiment ``name``; returns its results document (also written to OUT/results.json)."""
+    from alexnet.experiments.common import Context
+
     mod = module(name)
     p = parameters(name, budget, params)
     out = Path(out) if out is not None else Path("runs") / "experiments" / f"{name}-{budget}"

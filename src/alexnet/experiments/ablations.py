@@ -51,7 +51,7 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     common.start(ctx, seeds)
     for v in params["variants"]:
         if v not in ABLATIONS:
-            raise UserError(f"--param variants: unknown ablation {v!r}; allowed: {', '.join(ABLATIONS)}")
+            raise UserError(f"variants: unknown ablation {v!r}; allowed: {', '.join(ABLATIONS)}", key="param")
     base = common.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
     store = common.derived_store(ctx, base, train=params["train_images"], val=params["val_images"],
                                  train_eval=1000)

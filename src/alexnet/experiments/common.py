@@ -28,8 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from alexnet.errors import UserError
-
-BUDGETS: tuple[str, ...] = ("quick", "full")
+from alexnet.experiments import BUDGETS
 
 
 def _log(message: str) -> None:
@@ -75,9 +74,9 @@ class Context:
 
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
-            raise UserError(f"--budget: unknown value {self.budget!r}; allowed: {', '.join(BUDGETS)}")
+            raise UserError(f"unknown value {self.budget!r}; allowed: {', '.join(BUDGETS)}", key="budget")
         if self.seeds is not None and self.seeds < 1:
-            raise UserError(f"--seeds must be at least 1, got {self.seeds}")
+            raise UserError(f"must be at least 1, got {self.seeds}", key="seeds")
         self.out = Path(self.out)
         self.data_root = Path(self.data_root)
         self.cache = Path(self.cache)
@@ -124,7 +123,7 @@ def prepared_from_tree(ctx: Context, dataset: str, folder: str, size: int) -> Pa
 
     src = ctx.data_root / folder
     if dataset not in ctx.stores and not src.is_dir():
-        raise UserError(f"{src} does not exist: pass --data-root (the folder holding {folder}/) or set ALEXNET_DATA")
+        raise UserError(f"{src} does not exist: name the folder holding {folder}/ or set ALEXNET_DATA", key="data_root")
     workers = max(1, min(2, os.cpu_count() or 1))
     return store_for(ctx, dataset, lambda out: prepare(src, out, size=size, workers=workers, progress=ctx.progress))
 

@@ -83,6 +83,8 @@ def load_member(
     work: Path | None = None,
     index: int = 0,
     progress: bool = False,
+    batch_size: int = 64,
+    device: str = "auto",
 ) -> Member:
     """Read (or compute) one member's probabilities; a UserError naming ``item`` if it is none of the kinds."""
     path = Path(item)
@@ -95,17 +97,18 @@ def load_member(
         return _load_probs(path / f"probs_{patches}.npy", name)
     if _is_checkpoint(path):
         if data is None:
-            raise UserError(f"ensemble member {path} is a run or checkpoint: pass --data STORE to evaluate it")
+            raise UserError(f"ensemble member {path} is a trained run: name the store to evaluate it on", key="data")
         from alexnet.inference.evaluate import evaluate_checkpoint
 
         out = None if work is None else work / "members" / f"{index + 1}"
-        result = evaluate_checkpoint(path, data, split=split, out=out, modes=(patches,), progress=progress)
+        result = evaluate_checkpoint(path, data, split=split, out=out, modes=(patches,), batch_size=batch_size,
+                                     device=device, progress=progress)
         return Member(name, str(out or path), result.probs[patches], result.labels, list(result.classes),
                       result.split)
     if path.is_dir() and any(path.glob("probs_*.npy")):
         have = ", ".join(sorted(p.name for p in path.glob("probs_*.npy")))
         raise UserError(f"ensemble member {path} has no probs_{patches}.npy (it has {have}); "
-                        f"choose --patches accordingly")
+                        f"choose the patches accordingly", key="patches")
     raise UserError(f"ensemble member {path} is neither a probability file (.npy), an eval folder, "
                     f"a run directory nor a checkpoint")
 
@@ -137,11 +140,11 @@ def check_members(members: Sequence[Member], labels: np.ndarray | None = None) -
     if labels is None:
         with_labels = [m for m in members if m.labels is not None]
         if not with_labels:
-            raise UserError("ensemble: no member has labels.npy beside it; pass --labels LABELS.npy")
+            raise UserError("no ensemble member has labels.npy beside it; name a labels file", key="labels")
         labels = with_labels[0].labels
         ref = with_labels[0].source
     else:
-        ref = "--labels"
+        ref = "the labels file"
     assert labels is not None
     for m in members:
         if m.labels is None:
@@ -213,12 +216,15 @@ def ensemble(
     labels: str | Path | None = None,
     out: str | Path | None = None,
     progress: bool = False,
+    batch_size: int = 64,
+    device: str = "auto",
 ) -> EnsembleResult:
     """Load (or compute) every member, check they agree, average them, and save to ``out``."""
     if patches not in ("centre", "ten"):
-        raise UserError(f"--patches: unknown value {patches!r}; allowed: centre, ten")
+        raise UserError(f"unknown value {patches!r}; allowed: centre, ten", key="patches")
     work = Path(out) if out is not None else None
-    members = [load_member(item, patches=patches, data=data, split=split, work=work, index=k, progress=progress)
+    members = [load_member(item, patches=patches, data=data, split=split, work=work, index=k, progress=progress,
+                           batch_size=batch_size, device=device)
                for k, item in enumerate(items)]
     given = None
     if labels is not None:

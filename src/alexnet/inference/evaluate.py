@@ -27,17 +27,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 
-from alexnet.training.checkpoint import load_model
-from alexnet.config import DataConfig, config_from_dict
 from alexnet.data.batches import Augmentation, EvalBatches, loader
 from alexnet.errors import UserError
 from alexnet.inference.scoring import probabilities, topk_error_rates, topk_hits
 from alexnet.paper import ARCH, RESULTS, ErrorPair
-from alexnet.data.stats import Stats
 from alexnet.data.store import Store
-from alexnet.runtime import choose_device, device_kind, distributed
+from alexnet.inference.trained import TrainedRun
+from alexnet.runtime import distributed
 
 #: Row names of the modes in the tables.
 MODE_NAMES = {"centre": "1 CNN, centre patch", "ten": "1 CNN, ten patches (§4.1)"}
@@ -153,40 +151,35 @@ def evaluate_model(
     store: Store,
     *,
     split: str,
-    data: DataConfig,
-    reading: str,
+    augment: Augmentation,
     modes: tuple[str, ...] = ("centre", "ten"),
     batch_size: int = 64,
     device: torch.device | None = None,
     workers: int = 0,
     progress: bool = True,
-    stats: Stats | None = None,
 ) -> EvalResult:
     """Probabilities of every image of ``split`` with each mode; under torchrun each image is counted once.
 
-    ``stats``: the training set's statistics for mean subtraction (default: ``store``'s).
+    ``augment`` is the test-time transform (crop size and the *training* mean:
+    :meth:`alexnet.inference.trained.TrainedRun.augmentation`).
     """
-    ctx = distributed(device_kind(str(device)) if device is not None else "cpu")
-    rank, world = ctx.rank, ctx.world
     device = device or torch.device("cpu")
+    ctx = distributed(device.type)
     model = model.to(device).eval()
     part = store.split(split)
-    augment = Augmentation.from_config(data, stats if stats is not None else store.stats(), reading)
     n = len(part)
     probs: dict[str, np.ndarray] = {}
     for mode in modes:
-        ds = EvalBatches(part, batch_size=batch_size, rank=rank, world=world, augment=augment, patches=mode)
+        ds = EvalBatches(part, batch_size=batch_size, rank=ctx.rank, world=ctx.world, augment=augment, patches=mode)
         out = np.zeros((n, store.num_classes), dtype=np.float32)
         batches = loader(ds, workers=workers)
-        if progress and rank == 0:
+        if progress and ctx.main:
             from tqdm import tqdm
 
             batches = tqdm(batches, total=len(ds), desc=f"eval {mode}", unit="batch", leave=False)
         for x, _, idx in batches:
-            x = x.to(device)
-            p = probabilities(model, x)
-            out[idx.numpy()] = p.cpu().numpy()
-        if world > 1:  # every rank filled its own rows; the others are zero, so the sum is exact
+            out[idx.numpy()] = probabilities(model, x.to(device)).cpu().numpy()
+        if ctx.world > 1:  # every rank filled its own rows; the others are zero, so the sum is exact
             t = torch.from_numpy(out).to(device)
             dist.all_reduce(t)
             out = t.cpu().numpy()
@@ -198,51 +191,22 @@ def evaluate_model(
     return EvalResult(split, part.labels.copy(), probs, list(store.classes), paths)
 
 
-def check_classes(ckpt: dict[str, Any], store: Store) -> None:
-    """UserError unless ``store`` has the checkpoint's classes in the checkpoint's order."""
-    known = [tuple(c) for c in ckpt.get("classes", [])]
-    store_classes = [tuple(c) for c in store.classes]
-    if known and store_classes != known:
-        known_ids = {k[0] for k in known}
-        unknown = [w for w, _ in store_classes if w not in known_ids]
-        if unknown:
-            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            detail = f"classes the checkpoint does not know: {', '.join(unknown[:5])}{more}"
-        elif len(store_classes) != len(known):
-            detail = f"{len(store_classes)} classes, the checkpoint {len(known)}"
-        else:
-            detail = "the checkpoint's classes in another order"
-        raise UserError(f"store {store.path} does not match the checkpoint {ckpt['path']}: the store has {detail}")
-    if not known:
-        num = ckpt.get("model_spec", {}).get("num_classes")
-        if num is not None and num != store.num_classes:
-            raise UserError(f"store {store.path} has {store.num_classes} classes but the checkpoint "
-                            f"{ckpt['path']} was trained for {num}")
+def check_modes(modes: tuple[str, ...]) -> None:
+    for mode in modes:
+        if mode not in MODE_NAMES:
+            raise UserError(f"unknown value {mode!r}; allowed: {', '.join(MODE_NAMES)}", key="patches")
 
 
-def training_stats(ckpt: dict[str, Any], fallback: Store | None = None) -> tuple[Stats, str]:
-    """The training set's statistics for mean subtraction, and where they came from.
-
-    In order: a mean image saved in the checkpoint (``mean_image``), the
-    checkpoint's training store (``config.data.store``), then ``fallback``
-    (usually the store being evaluated, whose stats come from its own training split).
-    """
-    mean = ckpt.get("mean_image")
-    if mean is not None:
-        mean = np.asarray(mean.numpy() if isinstance(mean, Tensor) else mean, dtype=np.float32)
-        zero3 = np.zeros(3)
-        return Stats(mean, mean.reshape(-1, 3).mean(0), np.zeros((3, 3)), zero3, np.eye(3), 0), "the checkpoint"
-    store_path = (ckpt.get("config") or {}).get("data", {}).get("store", "")
-    if store_path and Path(store_path).is_dir():
-        try:
-            train_store = Store(store_path)
-            return train_store.stats(), f"training store {train_store.path}"
-        except UserError:
-            pass
-    if fallback is not None:
-        return fallback.stats(), f"store {fallback.path}"
-    raise UserError(f"the checkpoint {ckpt['path']} holds no mean image and its training store "
-                    f"{store_path or '(none recorded)'} is gone; pass the training store with --store")
+def evaluate(run: TrainedRun, store: Store, *, split: str | None = None, modes: tuple[str, ...] = ("centre", "ten"),
+             batch_size: int = 64, workers: int = 0, progress: bool = True) -> EvalResult:
+    """A trained run's probabilities on ``split`` of ``store`` (default: val, else test), the training mean subtracted."""
+    check_modes(modes)
+    if batch_size < 1:
+        raise UserError(f"must be at least 1, got {batch_size}", key="batch_size")
+    run.check_classes(store)
+    split = store.evaluation_split(split)
+    return evaluate_model(run.model, store, split=split, augment=run.augmentation(store.image_size), modes=modes,
+                          batch_size=batch_size, device=run.device, workers=workers, progress=progress)
 
 
 def evaluate_checkpoint(
@@ -256,31 +220,12 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool = True,
 ) -> EvalResult:
-    """Load a run or checkpoint, evaluate it on ``store_path``, and save the results in ``out`` (rank 0)."""
-    for mode in modes:
-        if mode not in MODE_NAMES:
-            raise UserError(f"patches: unknown value {mode!r}; allowed: {', '.join(MODE_NAMES)}")
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    model, ckpt = load_model(source)
+    """Open a run or checkpoint, evaluate it on ``store_path``, and save the results in ``out`` (rank 0)."""
+    check_modes(modes)
+    run = TrainedRun.open(source, device=device)
     store = Store(store_path)
-    check_classes(ckpt, store)
-    if split is None:
-        split = next((s for s in ("val", "test") if s in store.splits()), None)
-        if split is None:
-            raise UserError(f"store {store.path} has no val or test split; name one with --split")
-    data = config_from_dict(ckpt["config"]).data if "config" in ckpt else DataConfig()
-    data.crop = model.spec.input_size
-    if store.image_size < data.crop:
-        raise UserError(f"store {store.path} holds {store.image_size}x{store.image_size} images, smaller than "
-                        f"the network's {data.crop}x{data.crop} input")
-    stats, _ = training_stats(ckpt, store)
-    if stats.mean_image.shape[0] != store.image_size:
-        stats = store.stats()  # the training store was prepared at another size: use this store's mean
-    dev = choose_device(device)
-    result = evaluate_model(model, store, split=split, data=data, reading=model.spec.reading, modes=modes,
-                            batch_size=batch_size, device=dev, progress=progress, stats=stats)
-    if out is not None and distributed(dev.type).main:
-        result.save(Path(out), {"checkpoint": ckpt["path"], "store": str(store.path),
-                                "reading": model.spec.reading, "mean": data.mean})
+    result = evaluate(run, store, split=split, modes=modes, batch_size=batch_size, progress=progress)
+    if out is not None and distributed(run.device.type).main:
+        result.save(Path(out), {"checkpoint": str(run.path), "store": str(store.path), "reading": run.spec.reading,
+                                "mean": f"{run.data.mean} mean of the training set, from {run.mean_source}"})
     return result

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from alexnet.training.checkpoint import load_model
+from alexnet.inference.trained import TrainedRun
 from alexnet.errors import UserError
 from alexnet.net.lrn import LocalResponseNorm
 
@@ -131,8 +131,8 @@ def _export_onnx(model: nn.Module, example: Tensor, out: Path) -> None:
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise UserError("--format onnx needs the onnx package (pip install onnx onnxruntime); "
-                        "or use --format torchscript") from None
+        raise UserError("onnx needs the onnx package (pip install onnx onnxruntime); or use torchscript",
+                        key="format") from None
     with _quiet():
         torch.onnx.export(
             model, (example,), str(out), dynamo=False, opset_version=ONNX_OPSET,
@@ -163,44 +163,39 @@ def _run_torchscript(path: Path, x: Tensor) -> np.ndarray:
             return loaded(x).numpy()
 
 
-def _sidecar(out: Path, model: nn.Module, ckpt: dict[str, Any], fmt: str) -> None:
-    from alexnet.inference.evaluate import training_stats
-
-    spec = model.spec
+def _sidecar(out: Path, run: TrainedRun, fmt: str) -> None:
+    spec = run.spec
     info: dict[str, Any] = {
-        "format": fmt, "source": ckpt["path"], "model_spec": spec.to_dict(),
+        "format": fmt, "source": str(run.path), "model_spec": spec.to_dict(),
         "input": {"name": "images", "shape": ["batch", 3, spec.input_size, spec.input_size], "dtype": "float32",
                   "preprocessing": "RGB in 0..255 units minus the training set's mean (the mean image's "
                                    "centre patch, FILE.mean.npy), channels first"},
         "output": {"name": "logits", "shape": ["batch", spec.num_classes], "note": "apply softmax for probabilities"},
-        "classes": [list(c) for c in ckpt.get("classes", [])],
+        "classes": [list(c) for c in run.classes],
     }
-    try:
-        stats, where = training_stats(ckpt)
-        np.save(out.with_name(out.name + ".mean.npy"), stats.mean_image.astype(np.float32))
-        info["mean"] = {"file": out.name + ".mean.npy", "from": where, "shape": list(stats.mean_image.shape)}
-    except UserError as err:
-        info["mean"] = {"file": None, "why": str(err)}
+    np.save(out.with_name(out.name + ".mean.npy"), run.mean_image.astype(np.float32))
+    info["mean"] = {"file": out.name + ".mean.npy", "from": run.mean_source, "shape": list(run.mean_image.shape)}
     out.with_name(out.name + ".json").write_text(json.dumps(info, indent=2))
 
 
-def export(source: str | Path, out: str | Path, *, fmt: str = "onnx", batch: int = 4, seed: int = 0) -> ExportReport:
+def export(source: str | Path, out: str | Path, *, fmt: str = "onnx", batch_size: int = 4, seed: int = 0) -> ExportReport:
     """Export ``source`` (run or checkpoint) to ``out`` and compare the export with PyTorch on a random batch."""
     if fmt not in FORMATS:
-        raise UserError(f"--format: unknown value {fmt!r}; allowed: {', '.join(FORMATS)}")
-    if batch < 1:
-        raise UserError(f"--batch must be at least 1, got {batch}")
-    model, ckpt = load_model(source)
-    model.eval()
+        raise UserError(f"unknown value {fmt!r}; allowed: {', '.join(FORMATS)}", key="format")
+    if batch_size < 1:
+        raise UserError(f"must be at least 1, got {batch_size}", key="batch_size")
+    run = TrainedRun.open(source, device="cpu")
+    model = run.model
     out = Path(out)
     if out.is_dir():
-        raise UserError(f"--out {out} is a directory; give a file name such as {out / ('model.' + ('onnx' if fmt == 'onnx' else 'pt'))}")
+        raise UserError(f"{out} is a directory; give a file name such as "
+                        f"{out / ('model.' + ('onnx' if fmt == 'onnx' else 'pt'))}", key="out")
     out.parent.mkdir(parents=True, exist_ok=True)
     plain = plain_model(model)
     size = model.spec.input_size
     g = torch.Generator().manual_seed(seed)
     example = torch.randn(2, 3, size, size, generator=g)
-    x = torch.randn(batch, 3, size, size, generator=g) * 50.0  # mean-subtracted pixels are tens of units
+    x = torch.randn(batch_size, 3, size, size, generator=g) * 50.0  # mean-subtracted pixels are tens of units
     with torch.no_grad():
         reference = model(x).numpy()
     try:
@@ -214,9 +209,9 @@ def export(source: str | Path, out: str | Path, *, fmt: str = "onnx", batch: int
     except UserError:
         raise
     except OSError as err:
-        raise UserError(f"--out {out}: cannot write ({err.strerror or err})") from None
-    _sidecar(out, model, ckpt, fmt)
+        raise UserError(f"{out}: cannot write ({err.strerror or err})", key="out") from None
+    _sidecar(out, run, fmt)
     diff = None if got is None else float(np.abs(got - reference).max())
-    report = ExportReport(out, fmt, diff, via, batch)
+    report = ExportReport(out, fmt, diff, via, batch_size)
     report._limit = TOLERANCE * max(1.0, float(np.abs(reference).max()))
     return report

@@ -7,8 +7,9 @@ of §4.1, the training set's mean is subtracted exactly as at evaluation time, a
 the softmax outputs (averaged over the ten patches) are ranked.  S is the size of
 the training store's mean image -- for the paper's 224 input,
 round(224 * 256 / 224) = 256 (§2) -- so the subtracted mean lines up pixel for
-pixel.  The mean comes from the checkpoint when it holds one, else from the
-checkpoint's training store (``config.data.store``), else from ``--store``.
+pixel.  The run is opened with :class:`alexnet.inference.trained.TrainedRun`,
+which finds the training mean (the checkpoint, else the recorded training store,
+else ``training_store``).
 
 The correct label is taken from ``--labels`` (lines ``IMAGE LABEL``, where LABEL
 is a wnid, a class name or a class index) or, failing that, from the image's
@@ -24,19 +25,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from alexnet.training.checkpoint import load_model
-from alexnet.config import DataConfig, config_from_dict
-from alexnet.data.batches import Augmentation
 from alexnet.errors import UserError
-from alexnet.inference.evaluate import training_stats
-from alexnet.inference.scoring import probabilities as _probabilities
-from alexnet.runtime import choose_device
+from alexnet.inference.trained import PATCHES, TrainedRun
 from alexnet.paper import RETRIEVAL
-from alexnet.data.store import Store
 
-PATCH_MODES = ("centre", "ten")
+PATCH_MODES = PATCHES
 
 
 @dataclass
@@ -62,7 +56,7 @@ def read_labels_file(path: str | Path) -> dict[str, str]:
     """``IMAGE LABEL`` per line (tab or whitespace separated) -> {image: label}; # starts a comment."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--labels {path} does not exist")
+        raise UserError(f"{path} does not exist", key="labels")
     out: dict[str, str] = {}
     for n, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
         line = line.strip()
@@ -90,36 +84,20 @@ def resolve_label(text: str, classes: list[tuple[str, str]], source: str) -> int
 
 
 class Predictor:
-    """A checkpoint ready to rank the classes of single images."""
+    """A trained run ready to rank the classes of single images."""
 
-    def __init__(self, source: str | Path, *, store: str | Path | None = None, device: str = "auto") -> None:
-        self.model, self.ckpt = load_model(source)
-        self.device = choose_device(device)
-        self.model.to(self.device).eval()
-        spec = self.model.spec
-        n = spec.num_classes
-        self.classes: list[tuple[str, str]] = [tuple(c) for c in self.ckpt.get("classes", [])]  # type: ignore[misc]
-        if len(self.classes) != n:
-            self.classes = [(str(i), f"class {i}") for i in range(n)]
-        data = config_from_dict(self.ckpt["config"]).data if "config" in self.ckpt else DataConfig()
-        data.crop = spec.input_size
-        if store is not None:
-            stats, self.mean_source = Store(store).stats(), f"store {store}"
-        else:
-            stats, self.mean_source = training_stats(self.ckpt)
-        self.size = int(stats.mean_image.shape[0])
-        if self.size < data.crop:
-            raise UserError(f"the mean image is {self.size}x{self.size}, smaller than the network's input {data.crop}")
-        self.augment = Augmentation.from_config(data, stats, spec.reading)
-        self.k = min(RETRIEVAL.top_k, n)
+    def __init__(self, source: str | Path, *, training_store: str | Path | None = None, device: str = "auto") -> None:
+        self.run = TrainedRun.open(source, device=device, training_store=training_store)
+        self.classes = self.run.classes
+        self.size = self.run.image_size  # images are decoded to the training images' size (§2)
+        if self.size < self.run.spec.input_size:
+            raise UserError(f"the mean image is {self.size}x{self.size}, smaller than the network's input "
+                            f"{self.run.spec.input_size}")
+        self.k = min(RETRIEVAL.top_k, self.run.spec.num_classes)
 
-    @torch.no_grad()
     def probabilities(self, images: np.ndarray, patches: str = "centre") -> np.ndarray:
         """uint8 (B, S, S, 3) -> (B, C) softmax (averaged over the ten patches for ``ten``)."""
-        if patches not in PATCH_MODES:
-            raise UserError(f"--patches: unknown value {patches!r}; allowed: {', '.join(PATCH_MODES)}")
-        x = self.augment.evaluate(images, patches).to(self.device)
-        return _probabilities(self.model, x).cpu().numpy()
+        return self.run.probabilities(images, patches)
 
     def rank(self, p: np.ndarray, image: str, label: int | None, patch: np.ndarray | None) -> Prediction:
         order = np.argsort(-p, kind="stable")
@@ -135,7 +113,7 @@ class Predictor:
     def label_for(self, path: Path, given: dict[str, str]) -> int | None:
         for key in (str(path), path.name):
             if key in given:
-                return resolve_label(given[key], self.classes, f"--labels entry for {key}")
+                return resolve_label(given[key], self.classes, f"labels file entry for {key}")
         wnids = {w: i for i, (w, _) in enumerate(self.classes)}
         return wnids.get(path.parent.name)
 
@@ -226,7 +204,7 @@ def render_figure(predictions: Sequence[Prediction], classes: list[tuple[str, st
     try:
         fig.savefig(out, dpi=120)
     except OSError as err:
-        raise UserError(f"--figure {out}: cannot write ({err.strerror or err})") from None
+        raise UserError(f"{out}: cannot write ({err.strerror or err})", key="figure") from None
     finally:
         plt.close(fig)
 
@@ -237,7 +215,7 @@ def predict(
     *,
     patches: str = "centre",
     labels_file: str | Path | None = None,
-    store: str | Path | None = None,
+    training_store: str | Path | None = None,
     device: str = "auto",
     as_json: bool = False,
     figure: str | Path | None = None,
@@ -246,8 +224,8 @@ def predict(
     if not images:
         raise UserError("give at least one image file")
     if patches not in PATCH_MODES:
-        raise UserError(f"--patches: unknown value {patches!r}; allowed: {', '.join(PATCH_MODES)}")
-    predictor = Predictor(source, store=store, device=device)
+        raise UserError(f"unknown value {patches!r}; allowed: {', '.join(PATCH_MODES)}", key="patches")
+    predictor = Predictor(source, training_store=training_store, device=device)
     given = read_labels_file(labels_file) if labels_file is not None else {}
 
     def report(image: str, reason: str) -> None:
@@ -255,8 +233,8 @@ def predict(
 
     preds, failed = predict_images(predictor, images, patches=patches, labels=given, on_error=report)
     if as_json:
-        print(json.dumps({"checkpoint": predictor.ckpt["path"], "patches": patches,
-                          "mean": predictor.mean_source,
+        print(json.dumps({"checkpoint": str(predictor.run.path), "patches": patches,
+                          "mean": predictor.run.mean_source,
                           "predictions": [p.to_dict(predictor.classes) for p in preds],
                           "failed": [{"image": i, "reason": r} for i, r in failed]}, indent=2))
     elif preds:

@@ -23,19 +23,8 @@ from torch import Tensor, nn
 
 from alexnet.errors import UserError, choice_error
 from alexnet.net.lrn import LocalResponseNorm, SameMapNorm
+from alexnet.net.variants import VARIANTS, parse_variants  # noqa: F401 - re-exported
 from alexnet.paper import ARCH, CODE2012, DROPOUT, INIT, LRN_PARAMS, POOL, SIXTH, Reading, reading
-
-#: Named variants for the paper's comparisons (§3.1-§3.4, §6, §7).
-VARIANTS: dict[str, str] = {
-    "tanh": "tanh instead of ReLU everywhere (§3.1, Figure 1)",
-    "no-lrn": "no local response normalisation (§3.3)",
-    "pool2": "non-overlapping 2x2 stride-2 max-pooling instead of 3x3 stride 2 (§3.4)",
-    "one-column": "one column with half the kernels in conv1-conv4; conv5 and FC full size (§3.2, footnote 2)",
-    "no-dropout": "no dropout in fc6 and fc7 (§4.2)",
-    "conv6": "an extra sixth conv layer over the last pooling layer (§6)",
-    "no-conv3": "conv3 removed (§7: removing a middle layer)",
-    "no-conv4": "conv4 removed (§7: removing a middle layer)",
-}
 
 #: Weight initialisations: §5's N(0, 0.01), or that std rescaled by each layer's fan-in.
 INITS: tuple[str, ...] = ("paper", "fan-in")
@@ -104,17 +93,6 @@ class ModelSpec:
         d = dict(d)
         d["variants"] = tuple(d.get("variants", ()))
         return cls(**d)
-
-
-def parse_variants(text: str | Iterable[str] | None) -> tuple[str, ...]:
-    """'tanh,no-lrn' -> ('tanh', 'no-lrn'), validated."""
-    if text is None:
-        return ()
-    names = [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
-    for name in names:
-        if name not in VARIANTS:
-            raise choice_error("variant", name, VARIANTS)
-    return tuple(names)
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def train_codes(
 ) -> CodeModel:
     """Fit a :class:`BinaryAutoencoder` to (a random subset of ``max_rows`` of) ``vectors`` with Adam, MSE."""
     if bits % 8 or bits < 8:
-        raise UserError(f"--bits must be a positive multiple of 8, got {bits}")
+        raise UserError(f"must be a positive multiple of 8, got {bits}", key="bits")
     n = len(vectors)
     if n < 2:
         raise UserError("codes: need at least two vectors to train an auto-encoder")

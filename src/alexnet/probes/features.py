@@ -161,31 +161,24 @@ def extract_features(
 
     ``max_rows`` stops after that many rows in total (simulates an interruption; tests).
     """
-    from alexnet.training.checkpoint import load_model
-    from alexnet.config import DataConfig, config_from_dict
-    from alexnet.data.batches import Augmentation
-    from alexnet.runtime import choose_device
     from alexnet.data.store import Store
+    from alexnet.inference.trained import TrainedRun
 
     if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    model, ckpt = load_model(checkpoint)
+        raise UserError(f"must be at least 1, got {batch_size}", key="batch_size")
+    run = TrainedRun.open(checkpoint, device=device)
+    model = run.model
     store = Store(store_path)
     split = split or default_split(store)
     part = store.split(split)
     n = len(part) if limit is None else min(int(limit), len(part))
     if n < 1:
         raise UserError(f"split {split!r} of {store.path} has no images to extract")
-    data = config_from_dict(ckpt["config"]).data if "config" in ckpt else DataConfig()
-    data.crop = model.spec.input_size
-    augment = Augmentation.from_config(data, store.stats(), model.spec.reading)
-    dev = choose_device(device)
-    model = model.to(dev).eval()
     dim = model.spec.fc_units
     meta = {
         "kind": KIND, "format": FORMAT, "layer": LAYER, "patch": "centre",
-        "checkpoint": str(Path(ckpt["path"]).resolve()), "checkpoint_sha256": weights_fingerprint(model),
-        "model_spec": model.spec.to_dict(), "store": str(Path(store.path).resolve()),
+        "checkpoint": str(run.path.resolve()), "checkpoint_sha256": weights_fingerprint(model),
+        "model_spec": model.spec.to_dict(), "mean": run.mean_source, "store": str(Path(store.path).resolve()),
         "store_sha256": store_fingerprint(store), "split": split, "count": n, "dim": dim,
     }
     out = Path(out)
@@ -223,8 +216,7 @@ def extract_features(
         row = start
         while row < stop_at:
             hi = min(row + batch_size, stop_at)
-            x = augment.evaluate(part.read(np.arange(row, hi)), "centre").to(dev)
-            feats[row:hi] = model.features(x).float().cpu().numpy()
+            feats[row:hi] = run.features(part.read(np.arange(row, hi)))
             feats.flush()  # rows reach the file before the progress file claims them
             atomic_text(out / PROGRESS, json.dumps({"rows_done": hi, "count": n}))
             if bar is not None:
@@ -257,13 +249,14 @@ def pixel_vectors(split: Any, rows: np.ndarray, crop: int | None = None, batch: 
     return out if out is not None else np.empty((0, 0), np.float32)
 
 
-@torch.no_grad()
-def features_of(model: torch.nn.Module, augment: Any, split: Any, rows: np.ndarray, batch_size: int = 128,
-                logits: bool = False) -> np.ndarray:
-    """fc7 activity (or, with ``logits``, the fc8 output) of the centre patch of ``rows``, in memory."""
-    model.eval()
+def features_of(run: Any, split: Any, rows: np.ndarray, batch_size: int = 128,
+                probabilities: bool = False) -> np.ndarray:
+    """fc7 activity (or, with ``probabilities``, the softmax output) of the centre patch of ``rows``, in memory.
+
+    ``run`` is a :class:`alexnet.inference.trained.TrainedRun`: inputs are normalised with its training mean.
+    """
     out = []
     for lo in range(0, len(rows), batch_size):
-        x = augment.evaluate(split.read(rows[lo:lo + batch_size]), "centre")
-        out.append((model(x) if logits else model.features(x)).float().numpy())
+        images = split.read(rows[lo:lo + batch_size])
+        out.append(run.probabilities(images) if probabilities else run.features(images))
     return np.concatenate(out) if out else np.empty((0, 0), np.float32)

@@ -133,12 +133,13 @@ def kernel_grid(weights: np.ndarray, columns: int, per_row: int | None = None, p
 def analyse_checkpoint(source: str | Path, out: str | Path | None = None, *, scale: int = 4,
                        per_row: int | None = None) -> dict[str, Any]:
     """Kernel grid PNG (``out``) and colour JSON (``out`` with .json) of a run or checkpoint's conv1."""
-    from alexnet.training.checkpoint import load_model
+    from alexnet.inference.trained import TrainedRun
     from alexnet.probes.plots import save_image
 
-    model, ckpt = load_model(source)
+    run = TrainedRun.open(source, device="cpu")
+    model = run.model
     weights = model.conv1_kernels().cpu().numpy()
-    summary = {"checkpoint": ckpt["path"], **colour_summary(weights, model.columns)}
+    summary = {"checkpoint": str(run.path), **colour_summary(weights, model.columns)}
     if out is not None:
         out = Path(out)
         image, _ = kernel_grid(weights, model.columns, per_row)

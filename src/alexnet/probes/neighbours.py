@@ -48,7 +48,7 @@ def choose_engine(engine: str, database_rows: int, threshold: int = FAISS_THRESH
     if engine not in ENGINES:
         raise UserError(f"engine: unknown value {engine!r}; allowed: {', '.join(ENGINES)}")
     if engine == "faiss" and not faiss_available():
-        raise UserError("engine faiss: faiss-cpu is not installed (pip install faiss-cpu), use --engine numpy")
+        raise UserError("faiss: faiss-cpu is not installed (pip install faiss-cpu); use numpy", key="engine")
     if engine == "auto":
         return "faiss" if database_rows >= threshold and faiss_available() else "numpy"
     return engine
@@ -226,20 +226,20 @@ def parse_query_indices(text: str, database_rows: int) -> QueryIndices:
         if m:
             a, b = int(m.group(1)), int(m.group(2))
             if b < a:
-                raise UserError(f"--queries: range {tok!r} runs backwards")
+                raise UserError(f"range {tok!r} runs backwards", key="queries")
             values = range(a, b + 1)
         elif tok.lstrip("-").isdigit():
             values = range(int(tok), int(tok) + 1)
         else:
-            raise UserError(f"--queries: cannot decode {tok!r} in {source!r}: expected a feature folder, "
-                            f"image indices like 0,5,10-12, or a file of indices")
+            raise UserError(f"cannot decode {tok!r} in {source!r}: expected a feature folder, "
+                            f"image indices like 0,5,10-12, or a file of indices", key="queries")
         for v in values:
             if 0 <= v < database_rows:
                 rows.append(v)
             else:
                 skipped.append(f"query {v}: no such image (the database has images 0..{database_rows - 1})")
     if not rows:
-        raise UserError(f"--queries {text!r}: no usable query" + (f" ({skipped[0]})" if skipped else ""))
+        raise UserError(f"{text!r}: no usable query" + (f" ({skipped[0]})" if skipped else ""), key="queries")
     return QueryIndices(np.asarray(rows, np.int64), skipped)
 
 
@@ -295,7 +295,7 @@ def search_features(
         check_same_model(db, qs)
         rows = np.arange(len(qs) if max_queries is None else min(len(qs), max_queries))
         if exclude_self:
-            raise UserError("--exclude-self applies to queries given as database indices only")
+            raise UserError("applies to queries given as database indices only", key="exclude_self")
         self_rows = None
     else:
         parsed = parse_query_indices(str(queries), len(db))

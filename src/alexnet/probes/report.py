@@ -62,37 +62,35 @@ def html_table(header: list[str], rows: list[list[Any]]) -> str:
 
 @dataclass
 class Context:
-    """What the sections share: the run, its model, its store (or why there is none)."""
+    """What the sections share: the run folder, the opened run, its store (or why there is none)."""
 
     run: Path
-    model: Any = None
-    ckpt: dict[str, Any] = field(default_factory=dict)
+    trained: Any = None  # alexnet.inference.trained.TrainedRun
     store: Any = None
     store_problem: str = ""
-    augment: Any = None
     val_split: str | None = None
+
+    @property
+    def model(self) -> Any:
+        return self.trained.model
+
+    @property
+    def ckpt(self) -> dict[str, Any]:
+        return self.trained.checkpoint
 
 
 def _open_store(ctx: Context, store_path: str | None) -> None:
-    from alexnet.config import DataConfig, config_from_dict
-    from alexnet.data.batches import Augmentation
     from alexnet.data.store import Store
 
-    cfg = config_from_dict(ctx.ckpt["config"]) if "config" in ctx.ckpt else None
-    path = store_path or (cfg.data.store if cfg else "")
+    path = store_path or ctx.trained.config.get("data", {}).get("store", "")
     if not path:
-        ctx.store_problem = "the run records no store; pass --data STORE"
+        ctx.store_problem = "the run records no store; name one"
         return
     try:
         ctx.store = Store(path)
+        ctx.val_split = ctx.store.evaluation_split()
     except UserError as err:
         ctx.store_problem = f"the store is not available ({err})"
-        return
-    names = [cfg.data.val_split] if cfg else []
-    ctx.val_split = next((s for s in (*names, "val", "test") if s in ctx.store.splits()), None)
-    data = cfg.data if cfg else DataConfig()
-    data.crop = ctx.model.spec.input_size
-    ctx.augment = Augmentation.from_config(data, ctx.store.stats(), ctx.model.spec.reading)
 
 
 # --------------------------------------------------------------------------- sections
@@ -148,7 +146,7 @@ def section_errors(ctx: Context, compute: bool) -> str:
     elif compute and ctx.store is not None:
         from alexnet.inference.evaluate import evaluate_checkpoint
 
-        result = evaluate_checkpoint(ctx.ckpt["path"], ctx.store.path, split=ctx.val_split,
+        result = evaluate_checkpoint(ctx.trained.path, ctx.store.path, split=ctx.val_split,
                                      out=ctx.run / "eval", progress=False)
         summary = {"split": result.split, "images": int(len(result.labels)), **result.errors()}
         source = f"computed now with evaluate_checkpoint, saved to {path}"
@@ -182,8 +180,7 @@ def section_kernels(ctx: Context) -> str:
 
 
 def _class_names(ctx: Context) -> list[str]:
-    classes = ctx.ckpt.get("classes") or (ctx.store.classes if ctx.store else [])
-    return [str(c[1]) for c in classes]
+    return [str(name) for _, name in ctx.trained.classes]
 
 
 def section_predictions(ctx: Context, count: int) -> str:
@@ -194,9 +191,7 @@ def section_predictions(ctx: Context, count: int) -> str:
         return note(f"no validation images: {ctx.store_problem or 'the store has no val or test split'}")
     split = ctx.store.split(ctx.val_split)
     rows = np.linspace(0, len(split) - 1, min(count, len(split))).round().astype(np.int64)
-    logits = features_of(ctx.model, ctx.augment, split, rows, logits=True)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
+    probs = features_of(ctx.trained, split, rows, probabilities=True)
     k = min(RETRIEVAL.top_k, probs.shape[1])
     top = np.argsort(-probs, 1, kind="stable")[:, :k]
     names = _class_names(ctx)
@@ -221,8 +216,8 @@ def section_neighbours(ctx: Context, queries: int, pool: int) -> str:
     db_rows = np.unique(db_rows)
     q_rows = np.linspace(0, len(val) - 1, min(queries, len(val))).round().astype(np.int64)
     k = min(RETRIEVAL.figure4_neighbours, len(db_rows))
-    db = features_of(ctx.model, ctx.augment, train, db_rows)
-    q = features_of(ctx.model, ctx.augment, val, q_rows)
+    db = features_of(ctx.trained, train, db_rows)
+    q = features_of(ctx.trained, val, q_rows)
     nb = knn(db, q, k, engine="numpy")
     found = db_rows[nb.indices]
     names = _class_names(ctx)
@@ -253,15 +248,14 @@ def build_report(
     predictions: int = RETRIEVAL.figure4_left_images,
     queries: int = RETRIEVAL.figure4_queries,
     pool: int = 2000,
+    device: str = "auto",
 ) -> str:
-    """The HTML page of a run directory, as a string."""
-    from alexnet.training.checkpoint import load_model
+    """The HTML page of a run (a run directory or a checkpoint file in one), as a string."""
+    from alexnet.inference.trained import TrainedRun
 
-    run = Path(run)
-    if not run.is_dir():
-        raise UserError(f"run directory {run} does not exist")
-    model, ckpt = load_model(run)
-    ctx = Context(run, model.eval(), ckpt)
+    trained = TrainedRun.open(run, device=device)
+    folder = trained.folder or trained.path.parent
+    ctx = Context(folder, trained)
     _open_store(ctx, store)
     builders = {
         "config": lambda: section_config(ctx),
@@ -278,16 +272,19 @@ def build_report(
         except UserError as err:
             content = f'<p class="error">{html.escape(str(err))}</p>'
         body.append(f'<section id="{sid}"><h2>{html.escape(title)}</h2>{content}</section>')
-    title = f"alexnet run {run.resolve().name}"
+    title = f"alexnet run {folder.resolve().name}"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-            f'<p class="note">{html.escape(str(run.resolve()))}; reading {html.escape(model.spec.reading)}</p>'
+            f'<p class="note">{html.escape(str(trained.path.resolve()))}; reading {html.escape(trained.spec.reading)}; '
+            f'inputs normalised with the training mean from {html.escape(trained.mean_source)}</p>'
             + "".join(body) + "</body></html>\n")
 
 
 def write_report(run: str | Path, out: str | Path | None = None, **kwargs: Any) -> Path:
+    """Write the page to ``out`` (default: ``report.html`` in the run directory, else beside the checkpoint)."""
     page = build_report(run, **kwargs)
-    path = Path(out) if out else Path(run) / "report.html"
+    run = Path(run)
+    path = Path(out) if out else (run if run.is_dir() else run.parent) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, "utf-8")
     return path

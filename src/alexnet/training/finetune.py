@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from alexnet.training.checkpoint import load_file, strip_module_prefix
+from alexnet.inference.trained import TrainedRun
 from alexnet.config import Config, apply_overrides, load_config
 from alexnet.errors import UserError
 from alexnet.net.model import ModelSpec
@@ -97,17 +97,17 @@ def prepare_finetune(
     """A :class:`~alexnet.training.trainer.Trainer` for the fine-tune, with the source weights loaded (not yet trained)."""
     from alexnet.training.trainer import Trainer
 
-    data = load_file(checkpoint)
-    source_spec = ModelSpec.from_dict(data["model_spec"])
+    source = TrainedRun.open(checkpoint, device="cpu")
+    source_spec = source.spec
     config = finetune_config(source_spec, store, preset=preset, overrides=overrides, add_conv6=add_conv6)
     trainer = Trainer(config, Path(out), progress=progress)
     new_layers = REPLACED + (("conv6",) if "conv6" in trainer.spec.variants and "conv6" not in source_spec.variants
                              else ())
-    copied, fresh = transfer_weights(trainer.model, strip_module_prefix(data["model"]), data["path"], new_layers)
+    copied, fresh = transfer_weights(trainer.model, source.model.state_dict(), str(source.path), new_layers)
     info: dict[str, Any] = {
-        "source": data["path"],
+        "source": str(source.path),
         "source_model_spec": source_spec.to_dict(),
-        "source_classes": len(data.get("classes", [])) or source_spec.num_classes,
+        "source_classes": len(source.classes),
         "model_spec": trainer.spec.to_dict(),
         "copied_layers": copied,
         "new_layers": fresh,

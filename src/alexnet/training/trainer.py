@@ -29,16 +29,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from alexnet.training.checkpoint import (
-    FORMAT,
-    KIND,
-    atomic_save,
-    check_compatible,
-    load_file,
-    rng_state,
-    set_rng_state,
-    strip_module_prefix,
-)
+from alexnet.inference.trained import FORMAT, KIND, check_compatible, read_checkpoint, strip_module_prefix
+from alexnet.training.checkpoint import atomic_save, rng_state, set_rng_state
 from alexnet.config import Config, apply_overrides, config_from_dict, to_toml
 from alexnet.data.batches import Augmentation, EvalBatches, TrainBatches, loader
 from alexnet.data.store import Store
@@ -117,7 +109,7 @@ class Trainer:
         if config.optim.batch_size % self.ctx.world:
             raise UserError(f"optim.batch_size {config.optim.batch_size} does not split evenly over {self.ctx.world} processes")
         if not config.data.store:
-            raise UserError("data.store is not set: pass --data STORE (a folder written by `alexnet prepare`)")
+            raise UserError("is not set: name a store written by `alexnet prepare`", key="data.store")
         self.store = Store(config.data.store)
         self.train_split = self.store.split(config.data.train_split)
         val_name = _val_split_name(config, self.store)
@@ -214,7 +206,7 @@ class Trainer:
             atomic_save(self.checkpoint_dict(), self.run_dir / "checkpoints" / name)
 
     def _resume(self) -> None:
-        data = load_file(self.run_dir / "checkpoints" / "last.pt")
+        data = read_checkpoint(self.run_dir / "checkpoints" / "last.pt")
         spec = ModelSpec.from_dict(data["model_spec"])
         if spec != self.spec:
             raise UserError(f"{data['path']}: checkpoint was trained as {spec}, but the config now builds {self.spec}")
@@ -416,7 +408,7 @@ class Trainer:
 
 def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> Config:
     """The config of an existing run (from its last checkpoint), with optional overrides."""
-    data = load_file(Path(run_dir) / "checkpoints" / "last.pt")
+    data = read_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")
     return apply_overrides(config_from_dict(data["config"]), overrides)
 
 
