@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from alexnet.data import augment as A
+from alexnet.data import transforms as T
 from alexnet.errors import UserError
 from alexnet.paper import CODE2012, DATA
 
@@ -187,7 +188,7 @@ def test_train_transform_mean_image_is_cropped_like_the_image():
     img = _batch(1, 32)[0]
     batch = img.expand(12, -1, -1, -1)
     lam, vec = _eig()
-    out = A.train_transform(
+    out = T.train_transform(
         batch, crop=24, mean_image=img.float(), eigenvalues=lam, eigenvectors=vec, generator=gen(), pca=False
     )
     assert out.shape == (12, 3, 24, 24) and out.dtype == torch.float32
@@ -211,7 +212,7 @@ def test_train_transform_code2012_matches_its_recipe():
     lam, vec = _eig()
     g = gen(32)
     state = g.get_state()
-    out = A.train_transform(
+    out = T.train_transform(
         batch, crop=c, mean_image=mean, eigenvalues=lam, eigenvectors=vec, generator=g, reading="code2012"
     )
     g.set_state(state)
@@ -230,11 +231,11 @@ def test_train_transform_paper_matches_its_recipe_and_layouts_agree():
     mean = torch.rand(s, s, 3, generator=gen(33)) * 255
     lam, vec = _eig()
     kw = dict(crop=c, mean_image=mean, eigenvalues=lam, eigenvectors=vec)
-    out = A.train_transform(batch, generator=gen(34), **kw)
-    out_nchw = A.train_transform(batch.permute(0, 3, 1, 2).contiguous(), generator=gen(34), **kw)
+    out = T.train_transform(batch, generator=gen(34), **kw)
+    out_nchw = T.train_transform(batch.permute(0, 3, 1, 2).contiguous(), generator=gen(34), **kw)
     readonly = batch.numpy().copy()
     readonly.flags.writeable = False
-    out_np = A.train_transform(readonly, generator=gen(34), **kw)
+    out_np = T.train_transform(readonly, generator=gen(34), **kw)
     assert torch.equal(out, out_nchw) and torch.equal(out, out_np)
     g = gen(34)
     crops = A.draw_crops(b, s, s, c, g)
@@ -244,7 +245,7 @@ def test_train_transform_paper_matches_its_recipe_and_layouts_agree():
     expected = x + A.pca_offsets(alphas.double(), lam, vec)[:, :, None, None]
     torch.testing.assert_close(out, expected.float(), atol=1e-3, rtol=1e-5)
     buf = torch.empty(b, 3, c, c)
-    again = A.train_transform(batch, generator=gen(34), out=buf, **kw)
+    again = T.train_transform(batch, generator=gen(34), out=buf, **kw)
     assert again.data_ptr() == buf.data_ptr() and torch.equal(again, out)
 
 
@@ -253,7 +254,7 @@ def test_train_transform_channel_mean():
     batch = _batch(6, s)
     mean = torch.rand(s, s, 3, generator=gen(35)) * 255
     lam, vec = _eig()
-    out = A.train_transform(
+    out = T.train_transform(
         batch, crop=c, mean_image=mean, eigenvalues=lam, eigenvectors=vec, generator=gen(36), mean_mode="channel", pca=False
     )
     crops = A.draw_crops(6, s, s, c, gen(36))
@@ -267,36 +268,36 @@ def test_eval_transform_patches_and_means():
     img = _batch(1, s)[0]
     batch = img.expand(4, -1, -1, -1)
     mean = img.float()
-    centre = A.eval_transform(batch, crop=c, mean_image=mean)
-    ten = A.eval_transform(batch, crop=c, mean_image=mean, patches="ten")
+    centre = T.eval_transform(batch, crop=c, mean_image=mean)
+    ten = T.eval_transform(batch, crop=c, mean_image=mean, patches="ten")
     assert centre.shape == (4, 3, c, c) and ten.shape == (4, 10, 3, c, c)
     assert torch.equal(centre, torch.zeros_like(centre)) and torch.equal(ten, torch.zeros_like(ten))
     # code2012 subtracts the centre patch of the mean from every view
-    ten12 = A.eval_transform(batch, crop=c, mean_image=mean, patches="ten", reading="code2012")
+    ten12 = T.eval_transform(batch, crop=c, mean_image=mean, patches="ten", reading="code2012")
     views = A.ten_crop(batch.permute(0, 3, 1, 2), c).float()
     mc = A.centre_crop(mean.permute(2, 0, 1)[None], c)[0]
     assert torch.equal(ten12, views - mc)
-    ch = A.eval_transform(batch, crop=c, mean_image=mean, mean_mode="channel")
+    ch = T.eval_transform(batch, crop=c, mean_image=mean, mean_mode="channel")
     torch.testing.assert_close(ch, A.centre_crop(batch.permute(0, 3, 1, 2), c).float() - A.channel_means(mean))
 
 
 def test_small_sizes_and_errors():
     lam, vec = _eig()
     for s, c in [(32, 28), (32, 24), (8, 8)]:
-        out = A.train_transform(
+        out = T.train_transform(
             _batch(3, s), crop=c, mean_image=np.zeros((s, s, 3), np.float32), eigenvalues=lam, eigenvectors=vec, generator=gen()
         )
         assert out.shape == (3, 3, c, c)
     with pytest.raises(UserError):
-        A.train_transform(_batch(2, 8), crop=9, mean_image=torch.zeros(8, 8, 3), eigenvalues=lam, eigenvectors=vec, generator=gen())
+        T.train_transform(_batch(2, 8), crop=9, mean_image=torch.zeros(8, 8, 3), eigenvalues=lam, eigenvectors=vec, generator=gen())
     with pytest.raises(UserError):
-        A.train_transform(
+        T.train_transform(
             _batch(2, 8), crop=4, mean_image=torch.zeros(8, 8, 3), eigenvalues=lam, eigenvectors=vec, generator=gen(), mean_mode="pixel"
         )
     with pytest.raises(UserError):
-        A.eval_transform(_batch(2, 8), crop=4, mean_image=torch.zeros(8, 8, 3), patches="five")
+        T.eval_transform(_batch(2, 8), crop=4, mean_image=torch.zeros(8, 8, 3), patches="five")
     with pytest.raises(UserError):
-        A.train_transform(_batch(2, 8), crop=4, mean_image=torch.zeros(9, 9, 3), eigenvalues=lam, eigenvectors=vec, generator=gen())
+        T.train_transform(_batch(2, 8), crop=4, mean_image=torch.zeros(9, 9, 3), eigenvalues=lam, eigenvectors=vec, generator=gen())
 
 
 @pytest.mark.gpu
@@ -309,5 +310,5 @@ def test_cuda_matches_cpu_crops():
     assert torch.equal(gpu.cpu(), cpu)
     lam, vec = _eig()
     g = torch.Generator(device="cuda").manual_seed(0)
-    out = A.train_transform(x, crop=32, mean_image=torch.zeros(40, 40, 3), eigenvalues=lam, eigenvectors=vec, generator=g)
+    out = T.train_transform(x, crop=32, mean_image=torch.zeros(40, 40, 3), eigenvalues=lam, eigenvectors=vec, generator=g)
     assert out.is_cuda and out.shape == (16, 3, 32, 32) and math.isfinite(out.sum().item())

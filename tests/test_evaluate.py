@@ -15,7 +15,7 @@ from torch import nn
 from alexnet.inference.trained import FORMAT, KIND
 from alexnet.training.checkpoint import atomic_save
 from alexnet.cli import main
-from alexnet.config import Config, DataConfig
+from alexnet.config import Config
 from alexnet.data.batches import Augmentation, EvalBatches
 from alexnet.errors import UserError
 from alexnet.inference.evaluate import EvalResult, evaluate_checkpoint, evaluate_model

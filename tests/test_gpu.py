@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet.data.augment import draw_augmentation, train_transform
+from alexnet.data.transforms import draw_augmentation, train_transform
 from alexnet.net.lrn import LocalResponseNorm, local_response_norm
 from alexnet.net.model import ModelSpec, build_model
 from alexnet.training.optim import PaperSGD, param_groups

@@ -11,11 +11,9 @@ import pytest
 from PIL import Image
 
 from alexnet.cli import main
-from alexnet.config import DataConfig
 from alexnet.inference.trained import TrainedRun
 from alexnet.errors import UserError
 from alexnet.inference.evaluate import evaluate
-from alexnet.inference.trained import TrainedRun
 from alexnet.paper import RETRIEVAL
 from alexnet.inference.predict import Predictor, predict_images
 

@@ -14,7 +14,7 @@ from alexnet.config import load_config
 from alexnet.errors import UserError
 from alexnet.inference.scoring import topk_errors
 from alexnet.training.health import HealthError, HealthMonitor
-from alexnet.training.trainer import Trainer, load_run_config, train
+from alexnet.training.trainer import load_run_config, train
 
 TINY = [
     "data.crop=16", "data.workers=0", "model.width=0.125", "model.fc_units=32",

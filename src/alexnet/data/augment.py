@@ -107,12 +107,12 @@ class Crops(NamedTuple):
 # --------------------------------------------------------------------------- checks
 
 
-def _check_reading(reading: str | Reading) -> Reading:
+def check_reading(reading: str | Reading) -> Reading:
     """The reading's switches (a UserError for an unknown name)."""
     return reading_of(reading)
 
 
-def _check_images(images: Tensor, crop: int, name: str = "images") -> tuple[int, int]:
+def check_images(images: Tensor, crop: int, name: str = "images") -> tuple[int, int]:
     if not isinstance(images, Tensor):
         raise UserError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
     if images.dim() != 4 or images.shape[1] != 3:
@@ -152,7 +152,7 @@ def to_nchw(batch: object) -> Tensor:
     raise UserError(f"batch: no dimension of size 3 for the colour channels in shape {tuple(x.shape)}")
 
 
-def _mean_chw(mean_image: object, device: torch.device) -> Tensor:
+def mean_chw(mean_image: object, device: torch.device) -> Tensor:
     """The mean image as float32 (3, H, W) on ``device``; accepts (H, W, 3) or (3, H, W)."""
     m = _as_tensor(mean_image)
     if m.dim() != 3:
@@ -215,7 +215,7 @@ def apply_crops(images: Tensor, crops: Crops, crop: int, *, method: str | None =
     faster (module docstring), and it syncs on CUDA.  Both give identical
     results (tested).
     """
-    _check_images(images, crop)
+    check_images(images, crop)
     if method is None:
         method = "gather"
     if method not in CROP_METHODS:
@@ -244,7 +244,7 @@ def random_crop_flip(
     ``(S - crop + 1)^2 * 2`` patches occur -- 2178 for 256/224, not the paper's
     2048 (see the module docstring).
     """
-    height, width = _check_images(images, crop)
+    height, width = check_images(images, crop)
     crops = draw_crops(images.shape[0], height, width, crop, generator, chunk=chunk, device=images.device)
     return apply_crops(images, crops, crop, method=method)
 
@@ -256,7 +256,7 @@ def centre_offsets(height: int, width: int, crop: int) -> tuple[int, int]:
 
 def centre_crop(images: Tensor, crop: int) -> Tensor:
     """The central ``crop x crop`` patch of each (B, 3, H, W) image (a view; not reflected)."""
-    height, width = _check_images(images, crop)
+    height, width = check_images(images, crop)
     top, left = centre_offsets(height, width, crop)
     return images[:, :, top : top + crop, left : left + crop]
 
@@ -274,7 +274,7 @@ def ten_crop(images: Tensor, crop: int) -> Tensor:
     then the horizontal reflections of those five in the same order (index
     ``k + 5`` is the mirror of index ``k``).
     """
-    height, width = _check_images(images, crop)
+    height, width = check_images(images, crop)
     five = torch.stack(
         [images[:, :, t : t + crop, l : l + crop] for t, l in ten_crop_offsets(height, width, crop)], dim=1
     )
@@ -329,7 +329,7 @@ def pca_offsets(
     * ``code2012``: ``sum_i p_i a_i sqrt(l_i)`` -- the principal components'
       standard deviations, already in pixel units (``unit`` is not used).
     """
-    switches = _check_reading(reading)
+    switches = check_reading(reading)
     lam, vec = _pca_inputs(eigenvalues, eigenvectors, alphas.device, alphas.dtype)
     if alphas.dim() != 2 or alphas.shape[1] != 3:
         raise UserError(f"alphas: expected (B, 3), got {tuple(alphas.shape)}")
@@ -358,7 +358,7 @@ def pca_lighting(
     did this to *mean-subtracted* patches, so pass those (as
     :func:`train_transform` does).
     """
-    switches = _check_reading(reading)
+    switches = check_reading(reading)
     if not images.is_floating_point():
         raise UserError(f"pca_lighting: images must be float (0..255 units), got {images.dtype}")
     if images.dim() != 4 or images.shape[1] != 3:
@@ -379,7 +379,7 @@ def pca_lighting(
 
 def channel_means(mean_image: object) -> Tensor:
     """(3, 1, 1) per-channel means of a mean image given as (S, S, 3) or (3, S, S)."""
-    m = _mean_chw(mean_image, torch.device("cpu"))
+    m = mean_chw(mean_image, torch.device("cpu"))
     return m.mean(dim=(1, 2), keepdim=True)
 
 
@@ -391,7 +391,7 @@ def subtract_mean(images: Tensor, mean: Tensor) -> Tensor:
     mean = mean.to(device=images.device, dtype=torch.float32)
     if images.is_floating_point():
         return images - mean
-    return _float_out(images, None).sub_(mean)
+    return float_out(images, None).sub_(mean)
 
 
 def subtract_matching_mean_(
@@ -424,7 +424,7 @@ def subtract_matching_mean_(
     return out
 
 
-def _float_out(patches: Tensor, out: Tensor | None) -> Tensor:
+def float_out(patches: Tensor, out: Tensor | None) -> Tensor:
     """``patches`` converted to float32, written into ``out`` when given (reusing it saves
     the page faults of a fresh 77 MB allocation per batch on the CPU)."""
     if out is None:
@@ -435,149 +435,3 @@ def _float_out(patches: Tensor, out: Tensor | None) -> Tensor:
             f"got {out.dtype} {tuple(out.shape)} on {out.device}"
         )
     return out.copy_(patches)
-
-
-# --------------------------------------------------------------------------- pipelines
-
-
-class Draws(NamedTuple):
-    """All random numbers of one training batch: crops and reflections, and lighting alphas (or None)."""
-
-    crops: Crops
-    alphas: Tensor | None
-
-    def slice(self, start: int, stop: int) -> "Draws":
-        """The draws of images ``start:stop`` (one rank's share of a global batch)."""
-        crops = Crops(*(t[start:stop] for t in self.crops))
-        return Draws(crops, None if self.alphas is None else self.alphas[start:stop])
-
-
-def draw_augmentation(
-    batch: int,
-    height: int,
-    width: int,
-    crop: int,
-    generator: torch.Generator,
-    *,
-    pca: bool = True,
-    pca_std: float = DATA.pca_std,
-    crop_chunk: int = 1,
-) -> Draws:
-    """Draw one batch's crops and flips, then its lighting alphas, from ``generator`` (§4.1)."""
-    crops = draw_crops(batch, height, width, crop, generator, chunk=crop_chunk)
-    alphas = draw_alphas(batch, generator, std=pca_std) if pca else None
-    return Draws(crops, alphas)
-
-
-def train_transform(
-    batch: object,
-    *,
-    crop: int,
-    mean_image: object,
-    eigenvalues: object,
-    eigenvectors: object,
-    generator: torch.Generator | None = None,
-    mean_mode: str = "image",
-    pca: bool = True,
-    reading: str = "paper",
-    pca_std: float = DATA.pca_std,
-    mean_crop: str | None = None,
-    crop_chunk: int | None = None,
-    unit: float = PIXEL_UNIT,
-    out: Tensor | None = None,
-    draws: "Draws | None" = None,
-) -> Tensor:
-    """§4.1 training pipeline: uint8 (B, S, S, 3) or (B, 3, S, S) -> float32 (B, 3, crop, crop).
-
-    ``paper``: random crop + reflection, PCA lighting (``pca``), subtraction of
-    the mean (``mean_mode="image"``: the mean image cropped and reflected like
-    each image; ``"channel"``: per-channel means).  ``code2012``: crop +
-    reflection shared by chunks of ``CODE2012.crop_shared_chunk`` images, the
-    mean image's centre patch subtracted, colour noise with sqrt(eigenvalues),
-    then the 1/1.1 rescale (see the module docstring).  ``mean_crop``
-    (``"match"``/``"centre"``) and ``crop_chunk`` override the reading's choice.
-    Output is in 0..255 units, zero-mean.  ``out``: an optional float32 buffer to
-    write into (the caller must not still be using its previous contents).
-    ``draws``: the batch's random draws made beforehand with :func:`draw_augmentation`
-    (then ``generator`` is not used) -- how distributed ranks share one global batch's draws.
-    """
-    switches = _check_reading(reading)
-    if mean_mode not in MEAN_MODES:
-        raise choice_error("mean_mode", mean_mode, MEAN_MODES)
-    if mean_crop is None:
-        mean_crop = "match" if switches.mean_patch_matches_crop else "centre"
-    if mean_crop not in MEAN_CROPS:
-        raise choice_error("mean_crop", mean_crop, MEAN_CROPS)
-    if crop_chunk is None:
-        crop_chunk = switches.crop_shared_chunk
-    x = to_nchw(batch)
-    height, width = _check_images(x, crop, "batch")
-    b = x.shape[0]
-    m = _mean_chw(mean_image, x.device)
-    if (m.shape[1], m.shape[2]) != (height, width):
-        raise UserError(f"mean_image is {m.shape[1]}x{m.shape[2]} but the images are {height}x{width}")
-    if draws is None:
-        if generator is None:
-            raise ValueError("train_transform needs a generator or precomputed draws")
-        draws = draw_augmentation(b, height, width, crop, generator, pca=pca, pca_std=pca_std, crop_chunk=crop_chunk)
-    elif len(draws.crops.top) != b:
-        raise ValueError(f"draws are for {len(draws.crops.top)} images, the batch has {b}")
-    crops = Crops(*(t.to(x.device) for t in draws.crops))
-    result = _float_out(apply_crops(x, crops, crop), out)  # (B, 3, c, c) float32, 0..255
-    # Per-image constant RGB shift: lighting offset minus the channel means (if any).
-    shift = torch.zeros((b, 3), dtype=torch.float32, device=x.device)
-    if pca:
-        shift += pca_offsets(draws.alphas.to(x.device), eigenvalues, eigenvectors, reading=reading, unit=unit)
-    if mean_mode == "channel":
-        shift -= m.mean(dim=(1, 2))
-    elif mean_crop == "centre":
-        result.sub_(centre_crop(m[None], crop)[0])
-    else:
-        subtract_matching_mean_(result, m, crops, crop)
-    if pca or mean_mode == "channel":
-        result.add_(shift[:, :, None, None])
-    if pca and switches.colour_noise_rescale != 1.0:
-        result.mul_(switches.colour_noise_rescale)  # after mean subtraction and noise, as the 2012 code
-    return result
-
-
-def eval_transform(
-    batch: object,
-    *,
-    crop: int,
-    mean_image: object,
-    mean_mode: str = "image",
-    patches: str = "centre",
-    reading: str = "paper",
-) -> Tensor:
-    """§4.1 test patches, mean-subtracted float32.
-
-    ``patches="centre"``: (B, 3, crop, crop); ``"ten"``: (B, 10, 3, crop, crop) in
-    :func:`ten_crop` order.  With ``mean_mode="image"`` the ``paper`` reading
-    subtracts the same patch (and reflection) of the mean image; ``code2012``
-    subtracts the mean image's centre patch from every view, as its multiview
-    test did.  No lighting and no rescale at test time (either reading).
-    """
-    switches = _check_reading(reading)
-    if patches not in PATCHES:
-        raise choice_error("patches", patches, PATCHES)
-    if mean_mode not in MEAN_MODES:
-        raise choice_error("mean_mode", mean_mode, MEAN_MODES)
-    x = to_nchw(batch)
-    height, width = _check_images(x, crop, "batch")
-    m = _mean_chw(mean_image, x.device)
-    if (m.shape[1], m.shape[2]) != (height, width):
-        raise UserError(f"mean_image is {m.shape[1]}x{m.shape[2]} but the images are {height}x{width}")
-    if mean_mode == "channel":
-        mean = m.mean(dim=(1, 2), keepdim=True)
-    elif not switches.mean_patch_matches_crop or patches == "centre":
-        mean = centre_crop(m[None], crop)[0]
-    else:
-        mean = ten_crop(m[None], crop)[0]  # (10, 3, c, c): each view's own patch of the mean
-    if patches == "centre":
-        return _float_out(centre_crop(x, crop), None).sub_(mean)
-    out = torch.empty((x.shape[0], 10, 3, crop, crop), dtype=torch.float32, device=x.device)
-    for k, (t, l) in enumerate(ten_crop_offsets(height, width, crop)):  # ten_crop order, written in place
-        out[:, k].copy_(x[:, :, t : t + crop, l : l + crop])
-        out[:, k + 5].copy_(out[:, k].flip(-1))
-    return out.sub_(mean)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from alexnet.data.augment import Draws, draw_augmentation, eval_transform, train_transform
+from alexnet.data.transforms import Draws, draw_augmentation, eval_transform, train_transform
 from alexnet.config import DataConfig
 from alexnet.paper import reading
 from alexnet.data.stats import Stats
@@ -36,7 +36,7 @@ def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Augmentation:
-    """What :func:`alexnet.data.augment.train_transform` needs besides the images."""
+    """What :func:`alexnet.data.transforms.train_transform` needs besides the images."""
 
     crop: int
     mean_image: np.ndarray

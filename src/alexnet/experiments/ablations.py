@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from alexnet.experiments import common
+from alexnet.experiments import common, plotting, stores, subruns, tables
 from alexnet.paper import DATA, POOL, RESULTS
 
 DESCRIPTION = "§3.2-§4.2, §7 ablations on CIFAR-10 with the scaled network (pooling, dropout, PCA, columns, depth)"
@@ -52,8 +52,8 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     for v in params["variants"]:
         if v not in ABLATIONS:
             raise UserError(f"variants: unknown ablation {v!r}; allowed: {', '.join(ABLATIONS)}", key="param")
-    base = common.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
-    store = common.derived_store(ctx, base, train=params["train_images"], val=params["val_images"],
+    base = stores.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
+    store = stores.derived_store(ctx, base, train=params["train_images"], val=params["val_images"],
                                  train_eval=1000)
     per_run: list[dict[str, Any]] = []
     for seed in seeds:
@@ -61,12 +61,12 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
             overrides = [f"optim.batch_size={params['batch_size']}", *ABLATIONS[v][0]]
             sub = f"{v}-seed{seed}"
             config = common.paper_config(ctx, params["preset"], store, seed, overrides, max_steps=params["max_steps"])
-            done = common.train_sub_run(ctx, sub, config)
+            done = subruns.train_sub_run(ctx, sub, config)
             if done["status"] != "finished":
                 per_run.append({"variant": v, "seed": seed, "status": done["status"], "reason": done["reason"]})
                 continue
-            ev = common.evaluate_sub_run(ctx, sub, store, "val")
-            tr = common.evaluate_sub_run(ctx, sub, store, "train_eval")
+            ev = subruns.evaluate_sub_run(ctx, sub, store, "val")
+            tr = subruns.evaluate_sub_run(ctx, sub, store, "train_eval")
             per_run.append({"variant": v, "seed": seed, "status": "finished", "steps": done["steps"],
                             "test_error": ev["centre_top1_error"], "test_top5_error": ev["centre_top5_error"],
                             "train_error": tr["centre_top1_error"], "wall_seconds": done["wall_seconds"],
@@ -77,22 +77,22 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
         summary[v] = {"test": [r["test_error"] for r in rs], "train": [r["train_error"] for r in rs],
                       "gap": [r["test_error"] - r["train_error"] for r in rs], "failed": sum(
                           r["status"] != "finished" for r in per_run if r["variant"] == v)}
-    base_mean = common.mean_std(summary.get("baseline", {}).get("test", []))[0]
+    base_mean = tables.mean_std(summary.get("baseline", {}).get("test", []))[0]
     rows = []
     for v in params["variants"]:
         s = summary[v]
-        m = common.mean_std(s["test"])[0]
+        m = tables.mean_std(s["test"])[0]
         delta = m - base_mean if v != "baseline" else 0.0
         s["delta_vs_baseline"] = delta
         paper = ABLATIONS[v][2]
         paper_text = "—" if paper is None else f"+{paper:g} (ImageNet)"
         if v == "no-dropout":
             paper_text = "larger gap (\"substantial overfitting\")"
-        rows.append([v, ABLATIONS[v][1], len(s["test"]) or f"0 ({s['failed']} failed)", common.pct_pm(s["test"]),
-                     common.pct_pm(s["train"]), common.pct_pm(s["gap"]),
+        rows.append([v, ABLATIONS[v][1], len(s["test"]) or f"0 ({s['failed']} failed)", tables.pct_pm(s["test"]),
+                     tables.pct_pm(s["train"]), tables.pct_pm(s["gap"]),
                      "—" if v == "baseline" or np.isnan(delta) else f"{100 * delta:+.2f}", paper_text])
     n_test = next((r["test_images"] for r in per_run if "test_images" in r), 0)
-    table = common.md_table(["variant", "change", "runs", f"test top-1 error ({n_test} imgs)",
+    table = tables.md_table(["variant", "change", "runs", f"test top-1 error ({n_test} imgs)",
                              "train error (1000 imgs)", "gap test−train", "Δ vs baseline (points)",
                              "paper Δ (points)"], rows)
     plot = _plot(ctx.out / "ablations.png", summary)
@@ -110,12 +110,12 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plot(path: Path, summary: dict[str, Any]) -> Path:
-    plt = common.pyplot()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     names = list(summary)
     x = np.arange(len(names))
-    test = [common.mean_std(summary[n]["test"]) for n in names]
-    train = [common.mean_std(summary[n]["train"]) for n in names]
+    test = [tables.mean_std(summary[n]["test"]) for n in names]
+    train = [tables.mean_std(summary[n]["train"]) for n in names]
     ax.bar(x - 0.2, [m for m, _ in train], 0.4, yerr=[s for _, s in train], label="train (eval mode)",
            color="tab:green", capsize=2)
     ax.bar(x + 0.2, [m for m, _ in test], 0.4, yerr=[s for _, s in test], label="test", color="tab:blue", capsize=2)
@@ -125,4 +125,4 @@ def _plot(path: Path, summary: dict[str, Any]) -> Path:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
     ax.set_title("Ablations on CIFAR-10 (cifar10 preset)", fontsize=9)
-    return common.save_figure(fig, path)
+    return plotting.save_figure(fig, path)

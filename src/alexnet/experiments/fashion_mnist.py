@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.config import load_config
-from alexnet.experiments import common
+from alexnet.experiments import common, plotting, stores, subruns, tables
 from alexnet.data.sources.fashion_mnist import DEFAULT_DIR, PRESET_PAD
 from alexnet.data.store import Store
 
@@ -37,7 +37,7 @@ def base_store(ctx: common.Context, idx_dir: str, pad: int) -> Path:
     """The cached store ``fashion-mnist-S`` with S = 28 + 2·pad (the preset's crops are 28x28)."""
     from alexnet.data.sources.fashion_mnist import IMAGE_SIDE, write_fashion_store
 
-    return common.store_for(ctx, f"fashion-mnist-{IMAGE_SIDE + 2 * pad}",
+    return stores.store_for(ctx, f"fashion-mnist-{IMAGE_SIDE + 2 * pad}",
                             lambda out: write_fashion_store(out, Path(idx_dir), pad))
 
 
@@ -45,10 +45,10 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     seeds = ctx.seed_list(SEEDS)
     common.start(ctx, seeds)
     base = base_store(ctx, params["idx_dir"], params["pad"])
-    store = common.derived_store(ctx, base, train=params["train_images"], val=params["val_images"],
+    store = stores.derived_store(ctx, base, train=params["train_images"], val=params["val_images"],
                                  train_eval=2000)
     rows, per_seed = [], []
-    plt = common.pyplot()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for seed in seeds:
         sub = f"seed{seed}"
@@ -56,29 +56,29 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
             f"model.width={params['width']}", f"optim.lr={params['lr']}", f"optim.batch_size={params['batch_size']}",
             f"schedule.max_epochs={params['max_epochs']}", f"schedule.patience={params['patience']}"],
             max_steps=params["max_steps"])
-        done = common.train_sub_run(ctx, sub, config)
-        ev = common.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"))
-        tr = common.evaluate_sub_run(ctx, sub, store, "train_eval", ("centre",))
-        r = common.seed_record(done, ev, ("centre_top1_error", "ten_top1_error"), "test_images",
+        done = subruns.train_sub_run(ctx, sub, config)
+        ev = subruns.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"))
+        tr = subruns.evaluate_sub_run(ctx, sub, store, "train_eval", ("centre",))
+        r = subruns.seed_record(done, ev, ("centre_top1_error", "ten_top1_error"), "test_images",
                                train_eval_top1_error=tr["centre_top1_error"])
         per_seed.append(r)
-        rows.append([seed, r["steps"], r["epochs_completed"], common.pct(r["train_eval_top1_error"]),
-                     common.pct(r["centre_top1_error"]), common.pct(r["ten_top1_error"]),
-                     common.pct(1 - r["ten_top1_error"]), f"{r['train_wall_seconds']:.0f}"])
-        common.plot_history(ax, common.history(ctx.run_dir(sub)), f"seed {seed}")
+        rows.append([seed, r["steps"], r["epochs_completed"], tables.pct(r["train_eval_top1_error"]),
+                     tables.pct(r["centre_top1_error"]), tables.pct(r["ten_top1_error"]),
+                     tables.pct(1 - r["ten_top1_error"]), f"{r['train_wall_seconds']:.0f}"])
+        plotting.plot_history(ax, subruns.history(ctx.run_dir(sub)), f"seed {seed}")
         per_epoch = max(1, len(Store(store).split("train")) // params["batch_size"])
         ax.scatter([r["steps"] / per_epoch], [r["ten_top1_error"]], marker="*", s=80, zorder=3,
                    label=f"seed {seed} test, ten patches (end)")
     acc = [1 - r["ten_top1_error"] for r in per_seed]
-    mean_acc, _ = common.mean_std(acc)
+    mean_acc, _ = tables.mean_std(acc)
     reached = mean_acc >= GOAL_ACCURACY
     ax.axhline(1 - GOAL_ACCURACY, color="grey", linestyle=":", linewidth=0.8)
-    common.style_error_axes(ax, "Fashion-MNIST, fashion-mnist preset")
-    plot = common.save_figure(fig, ctx.out / "fashion-mnist.png")
-    table = (common.md_table(["seed", "steps", "epochs", "train error (2000 imgs, centre)", "test error centre",
+    plotting.style_error_axes(ax, "Fashion-MNIST, fashion-mnist preset")
+    plot = plotting.save_figure(fig, ctx.out / "fashion-mnist.png")
+    table = (tables.md_table(["seed", "steps", "epochs", "train error (2000 imgs, centre)", "test error centre",
                               "test error ten patches", "test accuracy (ten)", "train s"], rows)
-             + f"\n\nTest accuracy with ten patches: **{common.pct_pm(acc)}** over {len(acc)} seed(s); goal "
-             f"{common.pct(GOAL_ACCURACY, 0)}: **{'reached' if reached else 'not reached'}**.")
+             + f"\n\nTest accuracy with ten patches: **{tables.pct_pm(acc)}** over {len(acc)} seed(s); goal "
+             f"{tables.pct(GOAL_ACCURACY, 0)}: **{'reached' if reached else 'not reached'}**.")
     notes = []
     if params["train_images"]:
         notes.append(f"Budget: a seeded subset of {params['train_images']} training images.")

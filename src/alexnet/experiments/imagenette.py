@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alexnet.experiments import common
+from alexnet.experiments import common, plotting, stores, subruns, tables
 
 DESCRIPTION = "full-size network on Imagenette: curves, centre/ten-patch errors, conv1 kernels (goal >= 85%, GPU)"
 SEEDS = {"quick": 1, "full": 1}
@@ -29,10 +29,10 @@ BUDGETS: dict[str, dict[str, Any]] = {
 def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     seeds = ctx.seed_list(SEEDS)
     common.start(ctx, seeds)
-    base = common.prepared_from_tree(ctx, f"imagenette-{params['size']}", "imagenette-224", params["size"])
-    store = common.derived_store(ctx, base, train=params["train_images"], val=params["val_images"], train_eval=200)
+    base = stores.prepared_from_tree(ctx, f"imagenette-{params['size']}", "imagenette-224", params["size"])
+    store = stores.derived_store(ctx, base, train=params["train_images"], val=params["val_images"], train_eval=200)
     rows, per_seed, notes = [], [], []
-    plt = common.pyplot()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     kernels: dict[str, Any] = {}
     for seed in seeds:
@@ -44,15 +44,15 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
         config.model.num_classes = Store(store).num_classes
         if config.data.crop > Store(store).image_size:  # tiny test stores
             config.data.crop = Store(store).image_size
-        done = common.train_sub_run(ctx, sub, config)
-        ev = common.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"))
-        r = common.seed_record(done, ev, ("centre_top1_error", "centre_top5_error", "ten_top1_error",
+        done = subruns.train_sub_run(ctx, sub, config)
+        ev = subruns.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"))
+        r = subruns.seed_record(done, ev, ("centre_top1_error", "centre_top5_error", "ten_top1_error",
                                           "ten_top5_error"), "val_images")
         per_seed.append(r)
-        rows.append([seed, r["steps"], r["epochs_completed"], common.pct(r["centre_top1_error"]),
-                     common.pct(r["ten_top1_error"]), common.pct(r["ten_top5_error"]),
+        rows.append([seed, r["steps"], r["epochs_completed"], tables.pct(r["centre_top1_error"]),
+                     tables.pct(r["ten_top1_error"]), tables.pct(r["ten_top5_error"]),
                      f"{r['train_wall_seconds']:.0f}"])
-        common.plot_history(ax, common.history(ctx.run_dir(sub)), f"seed {seed}")
+        plotting.plot_history(ax, subruns.history(ctx.run_dir(sub)), f"seed {seed}")
         try:
             from alexnet.probes.kernels import analyse_checkpoint
         except ImportError:
@@ -61,13 +61,13 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
             png = ctx.out / f"conv1-kernels-seed{seed}.png"
             summary = analyse_checkpoint(ctx.run_dir(sub) / "checkpoints" / "last.pt", png)
             kernels[sub] = {k: v for k, v in summary.items() if k not in ("per_kernel",)}
-    common.style_error_axes(ax, "Imagenette, full-size network (imagenette preset)")
-    plot = common.save_figure(fig, ctx.out / "imagenette.png")
+    plotting.style_error_axes(ax, "Imagenette, full-size network (imagenette preset)")
+    plot = plotting.save_figure(fig, ctx.out / "imagenette.png")
     acc = [1 - r["ten_top1_error"] for r in per_seed]
-    reached = common.mean_std(acc)[0] >= GOAL_ACCURACY
-    table = (common.md_table(["seed", "steps", "epochs", "val top-1 centre", "val top-1 ten patches",
+    reached = tables.mean_std(acc)[0] >= GOAL_ACCURACY
+    table = (tables.md_table(["seed", "steps", "epochs", "val top-1 centre", "val top-1 ten patches",
                               "val top-5 ten", "train s"], rows)
-             + f"\n\nTen-patch top-1 accuracy **{common.pct_pm(acc)}**; goal {common.pct(GOAL_ACCURACY, 0)} "
+             + f"\n\nTen-patch top-1 accuracy **{tables.pct_pm(acc)}**; goal {tables.pct(GOAL_ACCURACY, 0)} "
              f"(GPU budget): **{'reached' if reached else 'not reached'}**.")
     if kernels:
         table += "\n\nconv1 colour statistic per column (Figure 3):\n\n" + "\n".join(

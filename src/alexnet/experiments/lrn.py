@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from alexnet.experiments import common
+from alexnet.experiments import common, plotting, stores, tables
 from alexnet.experiments.smallnet import SmallRun, cifar_tensors, train_small
 from alexnet.paper import CIFAR, LEARNING
 
@@ -34,8 +34,8 @@ VARIANTS = (("with LRN", True), ("without LRN", False))
 def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     seeds = ctx.seed_list(SEEDS)
     common.start(ctx, seeds)
-    base = common.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
-    store = common.derived_store(ctx, base, train=params["train_images"], val=params["test_images"],
+    base = stores.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
+    store = stores.derived_store(ctx, base, train=params["train_images"], val=params["test_images"],
                                  train_eval=1000)
     data = cifar_tensors(store, ("train", "val", "train_eval"))
     runs: list[dict[str, Any]] = []
@@ -64,15 +64,15 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
         test = [r["test_error"] for r in rs]
         train = [r.get("train_eval_error") for r in rs]
         paper = CIFAR.lrn_test_error_with if lrn else CIFAR.lrn_test_error_without
-        m, s = common.mean_std(test)
+        m, s = tables.mean_std(test)
         summary[label] = {"test_errors": test, "mean": m, "std": s, "train_errors": train, "paper": paper,
                           "seeds": [r["seed"] for r in rs]}
-        rows.append([label, len(rs), common.pct_pm(test), f"{100 * min(test):.2f}–{100 * max(test):.2f}%"
-                     if test else "—", common.pct_pm(train), common.pct(paper, 0)])
+        rows.append([label, len(rs), tables.pct_pm(test), f"{100 * min(test):.2f}–{100 * max(test):.2f}%"
+                     if test else "—", tables.pct_pm(train), tables.pct(paper, 0)])
     gain = summary["without LRN"]["mean"] - summary["with LRN"]["mean"]
     paper_gain = CIFAR.lrn_test_error_without - CIFAR.lrn_test_error_with
     n_test = runs[0].get("test_images", 0) if runs else 0
-    table = (common.md_table(["network", "seeds", f"test error (mean ± sd, {n_test} images)", "range",
+    table = (tables.md_table(["network", "seeds", f"test error (mean ± sd, {n_test} images)", "range",
                               "train error (1000 imgs)", "paper"], rows)
              + f"\n\nLRN gain: **{100 * gain:.2f} points** (paper: {100 * paper_gain:.0f} points).")
     plot = _plot(ctx.out / "lrn.png", runs, summary)
@@ -95,7 +95,7 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any]) -> Path:
-    plt = common.pyplot()
+    plt = plotting.pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), gridspec_kw={"width_ratios": [2, 1]})
     for r in runs:
         curve = np.asarray(r["trailing_train_error"])
@@ -116,4 +116,4 @@ def _plot(path: Path, runs: list[dict[str, Any]], summary: dict[str, Any]) -> Pa
     b.grid(alpha=0.3)
     b.legend(fontsize=6)
     fig.suptitle("§3.3 on CIFAR-10: four-layer CNN with / without LRN", fontsize=9)
-    return common.save_figure(fig, path)
+    return plotting.save_figure(fig, path)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from alexnet.experiments import common
+from alexnet.experiments import common, plotting, stores, subruns, tables
 from alexnet.paper import RESULTS
 
 DESCRIPTION = "§4.1 / §6: centre vs ten patches, one network vs the average of k = 2 and 5"
@@ -36,17 +36,17 @@ def _errors(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     seeds = ctx.seed_list(SEEDS)
     common.start(ctx, seeds)
-    base = common.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
-    store = common.derived_store(ctx, base, train=params["train_images"], val=params["val_images"], train_eval=100)
+    base = stores.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
+    store = stores.derived_store(ctx, base, train=params["train_images"], val=params["val_images"], train_eval=100)
     members: list[dict[str, Any]] = []
     for seed in seeds:
         sub = f"net-seed{seed}"
         config = common.paper_config(ctx, params["preset"], store, seed, [f"optim.batch_size={params['batch_size']}"],
                                      max_steps=params["max_steps"])
-        done = common.train_sub_run(ctx, sub, config)
+        done = subruns.train_sub_run(ctx, sub, config)
         if done["status"] != "finished":
             continue
-        common.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"))
+        subruns.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"))
         folder = ctx.run_dir(sub) / "eval-val"
         members.append({"seed": seed, "centre": np.load(folder / "probs_centre.npy"),
                         "ten": np.load(folder / "probs_ten.npy"), "labels": np.load(folder / "labels.npy")})
@@ -62,8 +62,8 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     t1 = [s["ten"][0] for s in singles]
     c5 = [s["centre"][1] for s in singles]
     t5 = [s["ten"][1] for s in singles]
-    rows.append(["1 network, centre patch", len(singles), common.pct_pm(c1), common.pct_pm(c5)])
-    rows.append(["1 network, ten patches", len(singles), common.pct_pm(t1), common.pct_pm(t5)])
+    rows.append(["1 network, centre patch", len(singles), tables.pct_pm(c1), tables.pct_pm(c5)])
+    rows.append(["1 network, ten patches", len(singles), tables.pct_pm(t1), tables.pct_pm(t5)])
     ensembles: dict[str, Any] = {}
     for k in params["ks"]:
         if k > len(members):
@@ -74,12 +74,12 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
             e1, e5 = _errors(avg, labels)
             ensembles[f"k{k}_{mode}"] = {"top1": e1, "top5": e5, "members": [m["seed"] for m in members[:k]]}
         e = ensembles[f"k{k}_ten"]
-        rows.append([f"average of {k} networks (ten patches)", 1, common.pct(e["top1"]), common.pct(e["top5"])])
+        rows.append([f"average of {k} networks (ten patches)", 1, tables.pct(e["top1"]), tables.pct(e["top5"])])
     paper_rows = (f"Paper (ImageNet): ten patches vs one: {RESULTS.ilsvrc2010_test_1crop.top1:g}% → "
                   f"{RESULTS.ilsvrc2010_test_10crop.top1:g}% top-1 (ILSVRC-2010 test); one CNN vs five: "
                   f"{RESULTS.ilsvrc2012_val_1cnn.top1:g}% → {RESULTS.ilsvrc2012_val_5cnn.top1:g}% top-1 "
                   f"(ILSVRC-2012 val).")
-    table = (common.md_table(["prediction", "ensembles / networks", f"top-1 error ({len(labels)} imgs)",
+    table = (tables.md_table(["prediction", "ensembles / networks", f"top-1 error ({len(labels)} imgs)",
                               "top-5 error"], rows) + "\n\n" + paper_rows)
     plot = _plot(ctx.out / "patches-ensembles.png", c1, t1, ensembles, params["ks"])
     notes = [f"Members: the `{params['preset']}` preset, seeds {[m['seed'] for m in members]}; ensembles average "
@@ -99,10 +99,10 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plot(path: Path, centre: list[float], ten: list[float], ensembles: dict[str, Any], ks: list[int]) -> Path:
-    plt = common.pyplot()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     names = ["1 net\ncentre", "1 net\nten"] + [f"{k} nets\nten" for k in ks if f"k{k}_ten" in ensembles]
-    vals = [common.mean_std(centre), common.mean_std(ten)] + [(ensembles[f"k{k}_ten"]["top1"], 0.0)
+    vals = [tables.mean_std(centre), tables.mean_std(ten)] + [(ensembles[f"k{k}_ten"]["top1"], 0.0)
                                                               for k in ks if f"k{k}_ten" in ensembles]
     ax.bar(range(len(names)), [v for v, _ in vals], yerr=[s for _, s in vals], capsize=3, color="tab:blue")
     ax.set_xticks(range(len(names)))
@@ -110,4 +110,4 @@ def _plot(path: Path, centre: list[float], ten: list[float], ensembles: dict[str
     ax.set_ylabel("top-1 error")
     ax.grid(alpha=0.3, axis="y")
     ax.set_title("Ten patches and ensembles (CIFAR-10, cifar10 preset)", fontsize=9)
-    return common.save_figure(fig, path)
+    return plotting.save_figure(fig, path)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from alexnet.experiments import common
+from alexnet.experiments import common, plotting, stores, tables
 from alexnet.experiments.smallnet import SmallRun, cifar_tensors, train_small
 from alexnet.paper import CIFAR
 
@@ -39,8 +39,8 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     seeds = ctx.seed_list(SEEDS)
     common.start(ctx, seeds)
     target = CIFAR.relu_tanh_target_train_error
-    base = common.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
-    store = common.derived_store(ctx, base, train=params["train_images"], val=1000, train_eval=1000)
+    base = stores.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
+    store = stores.derived_store(ctx, base, train=params["train_images"], val=1000, train_eval=1000)
     data = cifar_tensors(store, ("train",))
     runs: list[dict[str, Any]] = []
     for seed in seeds:
@@ -102,18 +102,18 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
         rows.append([act, f"{s['lr']:g}",
                      f"{np.mean(reached):.0f}" if s["all_reached"] else f"> {s['max_steps']} (not reached)",
                      f"{np.mean([e for e in s['reached_epochs'] if e is not None]):.2f}" if s["all_reached"] else "—",
-                     common.pct(float(np.mean(s["final_trailing_train_error"])))])
-    table = (f"Iterations (batches of {params['batch_size']}) to {common.pct(target, 0)} training error "
+                     tables.pct(float(np.mean(s["final_trailing_train_error"])))])
+    table = (f"Iterations (batches of {params['batch_size']}) to {tables.pct(target, 0)} training error "
              f"(mean of the last {params['window']} mini-batches), best rate of each non-linearity:\n\n"
-             + common.md_table(["non-linearity", "learning rate", "iterations to target", "epochs to target",
+             + tables.md_table(["non-linearity", "learning rate", "iterations to target", "epochs to target",
                                 "final train error"], rows)
              + f"\n\ntanh / ReLU iterations: **{'—' if ratio is None else f'{ratio:.2f}'}** ({ratio_kind}); "
              f"paper: {CIFAR.relu_tanh_speedup:g}x.\n\nLearning-rate sweep:\n\n"
-             + common.md_table(["run", "iterations to target", "final train error", "s/step"],
+             + tables.md_table(["run", "iterations to target", "final train error", "s/step"],
                                [[r["sub"], r["reached_step"] if r["reached_step"] else
                                  ("diverged" if r["diverged"] else "stuck at chance" if r.get("stuck_at_chance")
                                   else f"> {r['steps']}"),
-                                 common.pct(r["final_trailing_train_error"]), f"{r['seconds_per_step']:.3f}"]
+                                 tables.pct(r["final_trailing_train_error"]), f"{r['seconds_per_step']:.3f}"]
                                 for r in runs]))
     plot = _plot(ctx.out / "relu-tanh.png", runs, best, target)
     results = {"target_train_error": target, "ratio_tanh_over_relu": ratio, "ratio_kind": ratio_kind,
@@ -143,7 +143,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _plot(path: Path, runs: list[dict[str, Any]], best: dict[str, dict[str, Any]], target: float) -> Path:
-    plt = common.pyplot()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     styles = {"relu": "-", "tanh": "--"}
     colours = {"relu": "tab:blue", "tanh": "tab:red"}
@@ -157,6 +157,6 @@ def _plot(path: Path, runs: list[dict[str, Any]], best: dict[str, dict[str, Any]
         ax.plot(epochs, curve, styles[r["activation"]], color=colours[r["activation"]],
                 alpha=1.0 if is_best else 0.25, linewidth=1.8 if is_best else 0.8, label=label)
     ax.axhline(target, color="grey", linewidth=0.8, linestyle=":")
-    common.style_error_axes(ax, "Figure 1: four-layer CNN on CIFAR-10 (ReLU solid, tanh dashed)",
+    plotting.style_error_axes(ax, "Figure 1: four-layer CNN on CIFAR-10 (ReLU solid, tanh dashed)",
                             ylabel="training error rate")
-    return common.save_figure(fig, path)
+    return plotting.save_figure(fig, path)

@@ -220,7 +220,7 @@ def train_small(run_dir: Path, cfg: SmallRun, train: tuple[Tensor, Tensor],
 
 def cifar_tensors(store: Path, splits: tuple[str, ...] = ("train", "val")) -> dict[str, tuple[Tensor, Tensor]]:
     """Splits of a store as normalised tensors (mean image and std of the train split)."""
-    from alexnet.experiments.common import load_arrays
+    from alexnet.experiments.stores import load_arrays
 
     arrays = {s: load_arrays(store, s) for s in splits}
     xtr = arrays["train"][0]

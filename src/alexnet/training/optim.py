@@ -36,7 +36,7 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
-from alexnet.errors import UserError, choice_error
+from alexnet.errors import UserError
 from alexnet.paper import LEARNING, Reading, reading as reading_of
 
 

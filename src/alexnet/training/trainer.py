@@ -98,6 +98,16 @@ class Trainer:
             torch.set_num_threads(config.run.threads)
         self.ctx = distributed(device_kind(config.run.device))
         try:
+            self._build(resume)
+        except BaseException:
+            if self.ctx.owns_group and dist.is_initialized():
+                dist.destroy_process_group()  # local, no collective: the other ranks may never arrive
+            raise
+
+    def _build(self, resume: bool) -> None:
+        """Everything a run needs: device, store, network, optimiser, schedule, run directory."""
+        config = self.config
+        try:
             self.device = choose_device(config.run.device)
         except UserError as err:
             raise UserError(err.message, key="run.device") from None
@@ -105,9 +115,10 @@ class Trainer:
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True
         if config.run.amp not in ("off", "bf16"):
-            raise UserError(f"run.amp: unknown value {config.run.amp!r}; allowed: off, bf16")
+            raise UserError(f"unknown value {config.run.amp!r}; allowed: off, bf16", key="run.amp")
         if config.optim.batch_size % self.ctx.world:
-            raise UserError(f"optim.batch_size {config.optim.batch_size} does not split evenly over {self.ctx.world} processes")
+            raise UserError(f"{config.optim.batch_size} does not split evenly over {self.ctx.world} processes",
+                            key="optim.batch_size")
         if not config.data.store:
             raise UserError("is not set: name a store written by `alexnet prepare`", key="data.store")
         self.store = Store(config.data.store)
@@ -122,7 +133,8 @@ class Trainer:
         self.spec = _spec(config, self.store)
         self.augment = Augmentation.from_config(config.data, self.store.stats(), self.spec.reading)
         if config.data.augment_device not in ("cpu", "device"):
-            raise UserError(f"data.augment_device: unknown value {config.data.augment_device!r}; allowed: cpu, device")
+            raise UserError(f"unknown value {config.data.augment_device!r}; allowed: cpu, device",
+                            key="data.augment_device")
 
         torch.manual_seed(config.run.seed + self.ctx.rank)
         self.model: AlexNet = build_model(self.spec)
