@@ -51,7 +51,7 @@ from alexnet.data.store import Store
 
 def synthetic_sources(folder: Path, images: int, classes: int = 10) -> tuple[Path, Path]:
     """A JPEG tree of generated 256x256 images and the store prepared from it."""
-    from alexnet.demo import SHAPES, draw_shape
+    from alexnet.data.sources.shapes import SHAPES, draw_shape
     from alexnet.data.prepare import prepare
 
     rng = np.random.default_rng(0)

@@ -207,17 +207,16 @@ class TrainedRun:
                                            self.data.mean, self.spec.reading)
 
     def check_classes(self, store: Any) -> None:
-        """UserError unless ``store`` has this run's classes in this run's order."""
-        known = [tuple(c) for c in self.checkpoint.get("classes", [])]
-        store_classes = [tuple(c) for c in store.classes]
-        if known and store_classes != known:
-            known_ids = {k[0] for k in known}
-            unknown = [w for w, _ in store_classes if w not in known_ids]
+        """UserError unless ``store`` has this run's classes (wnids) in this run's order; names may differ."""
+        known = [str(c[0]) for c in self.checkpoint.get("classes", [])]
+        store_ids = [str(w) for w, _ in store.classes]
+        if known and store_ids != known:
+            unknown = [w for w in store_ids if w not in set(known)]
             if unknown:
                 more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
                 detail = f"classes the checkpoint does not know: {', '.join(unknown[:5])}{more}"
-            elif len(store_classes) != len(known):
-                detail = f"{len(store_classes)} classes, the checkpoint {len(known)}"
+            elif len(store_ids) != len(known):
+                detail = f"{len(store_ids)} classes, the checkpoint {len(known)}"
             else:
                 detail = "the checkpoint's classes in another order"
             raise UserError(f"store {store.path} does not match the checkpoint {self.path}: the store has {detail}")

@@ -21,7 +21,9 @@ from alexnet.data.store import verify_store as verify
 from alexnet.data.images import load_image, reference_image
 from alexnet.data.store import Store
 
-DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+from helpers import SHARED_DATA
+
+DATA_DIR = SHARED_DATA
 SAMPLE = DATA_DIR / "imagenet-sample"
 S = 32  # small output size keeps generated-tree tests fast
 

@@ -11,25 +11,9 @@ import torch
 
 from alexnet.inference.trained import TrainedRun, read_checkpoint
 from alexnet.cli import main
-from alexnet.config import load_config
 from alexnet.errors import UserError
 from alexnet.probes.features import FeatureSet, extract_features, rows_done, weights_fingerprint
-from alexnet.training.trainer import train
-from conftest import make_store
-
-TINY = [
-    "data.crop=16", "data.workers=0", "model.width=0.125", "model.fc_units=32",
-    "optim.batch_size=16", "optim.lr=0.05", "schedule.max_epochs=1", "run.log_every=2",
-    "run.health_window=0", "run.device=cpu",
-]
-
-
-def tiny_run(root: Path, seed: int = 0) -> tuple[Path, Path]:
-    store = make_store(root / "store")
-    run = root / f"run{seed}"
-    train(load_config("paper", [f'data.store="{store.path}"', *TINY, f"run.seed={seed}"]), run, progress=False)
-    return run, store.path
-
+from helpers import tiny_run
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, Path]:

@@ -17,8 +17,8 @@ from alexnet.inference.evaluate import evaluate
 from alexnet.paper import RETRIEVAL
 from alexnet.inference.predict import Predictor, predict_images
 
-from conftest import make_store
-from test_evaluate import make_checkpoint
+from helpers import make_store
+from helpers import make_checkpoint
 
 
 @pytest.fixture

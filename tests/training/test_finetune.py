@@ -14,11 +14,10 @@ from alexnet.errors import UserError
 from alexnet.training.finetune import prepare_finetune
 from alexnet.paper import ARCH, INIT, SIXTH
 
-from conftest import make_store
-from test_evaluate import make_checkpoint
+from helpers import make_store
+from helpers import TINY_RUN, make_checkpoint
 
-FAST = ["data.workers=0", "optim.batch_size=16", "schedule.max_epochs=1", "run.device=cpu",
-        "run.health_window=0", "run.log_every=1"]
+FAST = TINY_RUN
 
 
 @pytest.fixture

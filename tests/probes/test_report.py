@@ -14,7 +14,7 @@ from PIL import Image
 
 from alexnet.cli import main
 from alexnet.probes.report import SECTIONS, build_report
-from test_features import tiny_run
+from helpers import tiny_run
 
 
 class Page(HTMLParser):

@@ -13,7 +13,7 @@ import pytest
 from alexnet.errors import UserError
 from alexnet.experiments import REGISTRY, parameters, run_experiment
 from alexnet.paper import CIFAR
-from conftest import make_store
+from helpers import make_store
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -166,7 +166,7 @@ def write_idx_pair(folder: Path, prefix: str, images: np.ndarray, labels: np.nda
 
 
 def _fake_fashion(folder: Path) -> None:
-    from conftest import quadrant_images
+    from helpers import quadrant_images
 
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 160), ("t10k", 48)):

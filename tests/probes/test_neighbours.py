@@ -13,7 +13,7 @@ from alexnet.cli import main
 from alexnet.errors import UserError
 from alexnet.probes.features import extract_features
 from alexnet.probes.neighbours import brute_force, faiss_available, knn, parse_query_indices, search_features
-from test_features import tiny_run
+from helpers import tiny_run
 
 
 @pytest.fixture(scope="module")

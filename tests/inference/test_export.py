@@ -14,8 +14,8 @@ from alexnet.inference.export import PlainLRN, export, plain_model
 from alexnet.net.lrn import LocalResponseNorm
 from alexnet.net.model import build_model
 
-from conftest import make_store
-from test_evaluate import make_checkpoint
+from helpers import make_store
+from helpers import make_checkpoint
 
 
 @pytest.mark.parametrize("divided", [False, True])

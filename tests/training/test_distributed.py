@@ -12,11 +12,9 @@ import torch.multiprocessing as mp
 
 from alexnet.inference.trained import read_checkpoint
 
-TINY_DDP = [
-    "data.crop=16", "data.workers=0", "model.width=0.125", "model.fc_units=32", "model.variants=no-dropout",
-    "optim.batch_size=16", "optim.lr=0.05", "schedule.max_epochs=1", "run.health_window=0", "run.device=cpu",
-    "run.threads=1",
-]
+from helpers import tiny_config
+
+DDP = ["model.variants=no-dropout", "run.threads=1"]
 
 
 def _free_port() -> int:
@@ -28,13 +26,12 @@ def _free_port() -> int:
 def _worker(rank: int, world: int, port: int, store: str, run: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank))
-    from alexnet.config import load_config
     from alexnet.training.trainer import train
 
     import torch.distributed as dist
 
     try:
-        train(load_config("paper", [f'data.store="{store}"', *TINY_DDP]), Path(run), progress=False)
+        train(tiny_config(store, *DDP), Path(run), progress=False)
         # train created the group, so a clean end tears it down itself (after every rank has
         # arrived), instead of leaving gloo's threads to interpreter shutdown (a SIGABRT on CI)
         assert not dist.is_initialized(), f"rank {rank}: train left its process group behind"
@@ -44,11 +41,10 @@ def _worker(rank: int, world: int, port: int, store: str, run: str) -> None:
 
 
 def test_two_gloo_processes_equal_one(tiny_store, tmp_path: Path) -> None:
-    from alexnet.config import load_config
     from alexnet.training.trainer import train
 
     single = tmp_path / "single"
-    train(load_config("paper", [f'data.store="{tiny_store.path}"', *TINY_DDP]), single, progress=False)
+    train(tiny_config(tiny_store.path, *DDP), single, progress=False)
     double = tmp_path / "double"
     mp.spawn(_worker, args=(2, _free_port(), str(tiny_store.path), str(double)), nprocs=2, join=True)
     a = read_checkpoint(single / "checkpoints" / "last.pt")["model"]

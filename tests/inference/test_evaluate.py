@@ -10,52 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from alexnet.inference.trained import FORMAT, KIND
-from alexnet.training.checkpoint import atomic_save
 from alexnet.cli import main
-from alexnet.config import Config
 from alexnet.data.batches import Augmentation, EvalBatches
 from alexnet.errors import UserError
 from alexnet.inference.evaluate import EvalResult, evaluate_checkpoint, evaluate_model
 from alexnet.inference.scoring import topk_error_rates
-from alexnet.net.model import ModelSpec, build_model
 from alexnet.paper import ARCH, RESULTS
 from alexnet.data.shards import write_store
-from alexnet.data.store import Store
 
-from conftest import make_store
-
-TINY_SPEC = dict(input_size=16, width=0.125, fc_units=32)
-
-
-def make_checkpoint(path: Path, store: Store, *, seed: int = 0, **spec_kw) -> Path:
-    """An untrained checkpoint for ``store`` (as the trainer writes it), in a run directory layout."""
-    spec = ModelSpec(num_classes=store.num_classes, **{**TINY_SPEC, **spec_kw})
-    torch.manual_seed(seed)
-    model = build_model(spec)
-    config = Config()
-    config.data.store, config.data.crop = str(store.path), spec.input_size
-    ckpt = {"kind": KIND, "format": FORMAT, "model_spec": spec.to_dict(),
-            "model": {k: v.clone() for k, v in model.state_dict().items()},
-            "config": config.to_dict(), "classes": [list(c) for c in store.classes]}
-    file = path / "checkpoints" / "last.pt"
-    atomic_save(ckpt, file)
-    return path
-
-
-class FixedLogits(nn.Module):
-    """A stub network: the same (N, C) logits for the N images of one batch, whatever the pixels."""
-
-    def __init__(self, logits: torch.Tensor) -> None:
-        super().__init__()
-        self.logits = logits
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.logits.shape[0]
-        return self.logits if x.shape[0] == n else self.logits.repeat_interleave(x.shape[0] // n, 0)
-
+from helpers import FixedLogits, make_checkpoint, make_store
 
 def test_topk_error_rates_known_values() -> None:
     probs = np.array([[0.5, 0.2, 0.1, 0.1, 0.05, 0.05],   # label 0: top-1

@@ -10,22 +10,17 @@ import pytest
 import torch
 
 from alexnet.inference.trained import TrainedRun, read_checkpoint
-from alexnet.config import load_config
 from alexnet.errors import UserError
 from alexnet.inference.scoring import topk_errors
 from alexnet.training.health import HealthError, HealthMonitor
 from alexnet.training.trainer import load_run_config, train
 
-TINY = [
-    "data.crop=16", "data.workers=0", "model.width=0.125", "model.fc_units=32",
-    "optim.batch_size=16", "optim.lr=0.05", "schedule.max_epochs=2", "run.log_every=2",
-    "run.health_window=0", "run.device=cpu",
-]
+from helpers import tiny_config as _tiny_config
 
 
-def tiny_config(store: Path, *extra: str):
-    return load_config("paper", [f'data.store="{store}"', *TINY, *extra])
-
+def tiny_config(store, *extra: str):
+    """The tiny recipe over two epochs (resume and schedule tests need an epoch boundary)."""
+    return _tiny_config(store, "schedule.max_epochs=2", *extra)
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(run / "checkpoints" / "last.pt")["model"]

@@ -13,8 +13,8 @@ from alexnet.inference.ensemble import ensemble
 from alexnet.errors import UserError
 from alexnet.inference.scoring import topk_error_rates
 
-from conftest import make_store
-from test_evaluate import make_checkpoint
+from helpers import make_store
+from helpers import make_checkpoint
 
 CLASSES = [(f"n{i:08d}", f"class {i}") for i in range(6)]
 
