@@ -24,7 +24,7 @@ from alexnet.paper import ARCH, CODE2012, DATA, LEARNING
 class DataConfig:
     store: str = ""  # a store written by `alexnet prepare`
     train_split: str = "train"
-    val_split: str = "val"  # falls back to "test" when the store has no "val"
+    val_split: str = "auto"  # decisions (rate drops, stopping, best.pt): auto = holdout, else val, else test
     crop: int = DATA.crop_size  # §4.1; must equal model.input_size
     mean: str = "image"  # "image" (cuda-convnet) or "channel"
     pca: bool = True  # §4.1 colour noise
@@ -66,13 +66,16 @@ class ScheduleConfig:
 class RunConfig:
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
-    amp: str = "off"  # "off" or "bf16" (CUDA)
-    channels_last: bool = False
+    amp: str = "auto"  # "auto" (bf16 where the CPU or GPU computes it natively), "bf16" or "off"
+    channels_last: bool = True  # NHWC activations: faster for this network on the CPU and on GPUs
     compile: bool = False  # torch.compile the network (GPU: fuses the elementwise layers; first steps are slow)
     checkpoint_every: int = 0  # steps between in-epoch checkpoints (0 = only at epoch ends)
     log_every: int = 10  # steps between metrics lines
     max_steps: int = 0  # stop after this many steps in all (0 = no limit); for budgets and tests
     health_window: int = 500  # steps to look back for a loss stuck at ln(num_classes) (0 = off)
+    snapshot_every: int = 50  # steps between the in-memory states an explosion rolls back to
+    max_rollbacks: int = 3  # explosions survived (each rolls back and lowers the rate) before the run stops
+    rollback_lr_factor: float = 0.5  # the learning rate is multiplied by this at each roll-back
     threads: int = 0  # torch threads (0 = torch's default)
 
 

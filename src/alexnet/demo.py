@@ -27,7 +27,7 @@ def run_demo(workdir: Path, *, quick: bool = False, progress: bool = True) -> di
     if quick:
         overrides += ["schedule.max_epochs=2"]
     if (run_dir / "checkpoints" / "last.pt").is_file():
-        from alexnet.training.trainer import load_run_config
+        from alexnet.training.rundir import load_run_config
 
         state = train(load_run_config(run_dir), run_dir, resume=True, progress=progress)
     else:

@@ -72,6 +72,46 @@ def device_kind(name: str) -> str:
     return "cpu"
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where that file does not exist)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: "torch.device") -> bool:
+    """Whether ``device`` computes bfloat16 natively: a GPU that supports it, or a CPU with AVX512-BF16 or AMX."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+AMP_CHOICES = ("auto", "bf16", "off")
+
+
+def autocast_dtype(amp: str, device: "torch.device") -> "torch.dtype | None":
+    """The autocast dtype for ``amp`` on ``device``: ``auto`` is bf16 where it is native, else none."""
+    import torch
+
+    if amp not in AMP_CHOICES:
+        raise UserError(f"unknown value {amp!r}; allowed: {', '.join(AMP_CHOICES)}", key="amp")
+    if amp == "off":
+        return None
+    native = native_bf16(device)
+    if amp == "bf16" and not native:
+        raise UserError(f"bf16 was asked for but the {device.type} here does not compute bfloat16 natively "
+                        f"(no AVX512-BF16 or AMX on a CPU, or a GPU without bf16); use auto or off", key="amp")
+    return torch.bfloat16 if native else None
+
+
 # --------------------------------------------------------------------------- the process group
 
 

@@ -13,7 +13,8 @@ from alexnet.inference.trained import TrainedRun, read_checkpoint
 from alexnet.errors import UserError
 from alexnet.inference.scoring import topk_errors
 from alexnet.training.health import HealthError, HealthMonitor
-from alexnet.training.trainer import load_run_config, train
+from alexnet.training.rundir import load_run_config
+from alexnet.training.trainer import train
 
 from helpers import tiny_config as _tiny_config
 
@@ -101,11 +102,11 @@ def test_health_monitor_window() -> None:
     m = HealthMonitor(num_classes=1000, window=3)
     chance = math.log(1000)
     for step, factor in enumerate([1.0, 1.01, 0.90, 1.0, 1.0], start=1):
-        m.check(chance * factor, step)  # a window holding the 0.90 step has moved 3%: no alarm
+        m.observe(chance * factor, step)  # a window holding the 0.90 step has moved 3%: no alarm
     with pytest.raises(HealthError, match=r"ln\(1000\) = 6.908 for 3 steps"):
-        m.check(chance, 6)
+        m.observe(chance, 6)
     with pytest.raises(HealthError, match="loss became nan"):
-        HealthMonitor(num_classes=10, window=0).check(float("nan"), 1)
+        HealthMonitor(num_classes=10, window=0).observe(float("nan"), 1)
 
 
 def test_topk_errors() -> None:
@@ -117,9 +118,9 @@ def test_topk_errors() -> None:
 def test_bad_store_and_bad_config_are_user_errors(tiny_store, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         train(tiny_config(tmp_path / "nowhere"), tmp_path / "r1", progress=False)
-    with pytest.raises(UserError, match="num_classes is 7 but store"):
+    with pytest.raises(UserError, match="num_classes: is 7 but store"):
         train(tiny_config(tiny_store.path, "model.num_classes=7"), tmp_path / "r2", progress=False)
-    with pytest.raises(UserError, match="data.crop 99 is larger"):
+    with pytest.raises(UserError, match="data.crop: 99 is larger"):
         train(tiny_config(tiny_store.path, "data.crop=99"), tmp_path / "r3", progress=False)
     with pytest.raises(UserError, match="variant: unknown value"):
         train(tiny_config(tiny_store.path, "model.variants=wide"), tmp_path / "r4", progress=False)

@@ -72,7 +72,7 @@ def patch_modes(patches: str) -> tuple[str, ...]:
 def training_outcome(state, run_dir: str) -> str:
     """One line saying how a training call ended: finished (and why) or paused (and how to go on)."""
     if state.done:
-        return (f"finished after epoch {state.epoch} ({state.stop_reason}); best validation top-1 error "
-                f"{state.best_top1:.4f}")
+        return (f"finished after epoch {state.epoch} ({state.stop_reason}); lowest top-1 error on the split "
+                f"that decided (holdout, else val/test, else train) {state.best_top1:.4f}")
     return (f"paused at step {state.step} (epoch {state.epoch + 1}, batch {state.batch}); "
             f"continue with `alexnet train --resume {run_dir}`")

@@ -38,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "or CSV file,wnid")
     p.add_argument("--split-half", action="store_true",
                    help="put half of each class in train and half in test (§6, Fall 2009 convention)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --split-half (default %(default)s)")
+    p.add_argument("--holdout", type=int, default=0, metavar="N",
+                   help="move N images of every class from train to a 'holdout' split: the slice that learning-rate "
+                        "drops, early stopping and the best checkpoint are decided on (default 0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --split-half and --holdout (default %(default)s)")
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                    help="source images per shard (default %(default)s)")
     p.add_argument("--format", choices=FORMATS, default="npy",
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     size = DATA.image_size if args.size is None else args.size  # --size 0 stays an error, not the default
     report = prepare(args.src, args.out, size=size, workers=args.workers, val_labels=args.val_labels,
-                     split_half=args.split_half, seed=args.seed, shard_size=args.shard_size,
+                     split_half=args.split_half, holdout=args.holdout, seed=args.seed, shard_size=args.shard_size,
                      progress=not args.quiet, fmt=args.format, quality=args.jpeg_quality)
     print(report.summary())
     return 0

@@ -11,7 +11,8 @@ from alexnet.errors import UserError
 
 
 def run(args: argparse.Namespace) -> int:
-    from alexnet.training.trainer import load_run_config, train
+    from alexnet.training.rundir import load_run_config
+    from alexnet.training.trainer import train
 
     overrides = list(args.set or [])
     if args.resume:

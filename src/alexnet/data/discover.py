@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.data.store import HOLDOUT_SPLIT
 from alexnet.errors import UserError
 from alexnet.paper import FALL2009
 
@@ -120,7 +121,9 @@ def _class_tree(folder: Path, src: Path, class_index: dict[str, int] | None, spl
     return items, per_class
 
 
-def discover(src: Path, val_labels: Path | None, split_half: bool, seed: int) -> SourcePlan:
+def discover(src: Path, val_labels: Path | None, split_half: bool, seed: int, holdout: int = 0) -> SourcePlan:
+    """Find the images of ``src``, their splits and labels (module docstring); ``holdout`` images per class
+    move from train to a ``holdout`` split (:func:`holdout_indices`)."""
     if not src.exists():
         raise UserError(f"source folder {src} does not exist")
     if not src.is_dir():
@@ -179,7 +182,37 @@ def discover(src: Path, val_labels: Path | None, split_half: bool, seed: int) ->
             raise UserError(f"makes a test split, but {src / 'test'} already exists", key="split_half")
         splits["train"], splits["test"] = _split_half(splits["train"], len(classes), seed)
         pre["test"] = []
+    if holdout:
+        if HOLDOUT_SPLIT in splits:
+            raise UserError(f"makes a {HOLDOUT_SPLIT} split, but {src / HOLDOUT_SPLIT} already exists", key="holdout")
+        train = splits["train"]
+        keep, held = holdout_indices(np.array([it.label for it in train], np.int64), holdout, seed,
+                                     class_names=classes)
+        splits["train"], splits[HOLDOUT_SPLIT] = [train[i] for i in keep], [train[i] for i in held]
+        pre[HOLDOUT_SPLIT] = []
     return SourcePlan(classes, splits, pre, empty, notes)
+
+
+def holdout_indices(labels: np.ndarray, per_class: int, seed: int,
+                    class_names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) indices of ``labels``: ``per_class`` images of every class, drawn with ``seed``.
+
+    Both index arrays are sorted, so each split keeps the source order.  A class with
+    images must keep at least one for training; a UserError names the first that would not.
+    """
+    if per_class < 0:
+        raise UserError(f"must be a number of images per class, got {per_class}", key="holdout")
+    rng = np.random.default_rng([seed, 0x401D])
+    held: list[np.ndarray] = []
+    for c in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == c)
+        if len(members) <= per_class:
+            name = class_names[int(c)] if class_names else f"class {int(c)}"
+            raise UserError(f"{per_class} images per class would leave none to train on in {name}, which has "
+                            f"{len(members)}; choose a smaller holdout", key="holdout")
+        held.append(rng.choice(members, per_class, replace=False))
+    out = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), out), out
 
 
 def _split_half(items: list[SourceImage], num_classes: int, seed: int) -> tuple[list[SourceImage], list[SourceImage]]:

@@ -211,6 +211,7 @@ def prepare(
     workers: int | None = None,
     val_labels: Path | None = None,
     split_half: bool = False,
+    holdout: int = 0,
     seed: int = 0,
     shard_size: int = DEFAULT_SHARD_SIZE,
     progress: bool = True,
@@ -239,12 +240,12 @@ def prepare(
     if workers < 1:
         raise UserError(f"must be at least 1, got {workers}", key="workers")
 
-    plan = discover(src, Path(val_labels) if val_labels else None, split_half, seed)
+    plan = discover(src, Path(val_labels) if val_labels else None, split_half, seed, holdout)
     notes = list(plan.notes)
     classes = class_names(src, plan.classes, notes)
     _check_out(out, src)
     options = {"size": size, "shard_size": shard_size, "format": fmt, "val_labels": str(val_labels) if val_labels else None,
-               "split_half": split_half, "seed": seed if split_half else None}
+               "split_half": split_half, "holdout": holdout, "seed": seed if split_half or holdout else None}
     if fmt == "jpeg":
         options["jpeg_quality"] = quality
     try:

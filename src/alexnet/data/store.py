@@ -43,6 +43,8 @@ STATS_UNITS = "RGB pixel values in 0..255 units (uint8 scale); covariance over a
 MANIFEST = "manifest.json"
 #: Where errors are reported, in order of preference, when no split is named.
 REPORTED_SPLITS = ("val", "test")
+#: Training images set aside for decisions (``alexnet prepare --holdout N``); never reported on.
+HOLDOUT_SPLIT = "holdout"
 
 
 def shard_name(index: int) -> str:
@@ -204,6 +206,21 @@ class Store:
             if candidate in self._splits:
                 return candidate
         raise UserError(f"store {self.path} has no {' or '.join(REPORTED_SPLITS)} split; name one", key="split")
+
+    def decision_split(self, name: str = "auto") -> str | None:
+        """The split that decides learning-rate drops, early stopping and the best checkpoint.
+
+        ``auto``: ``holdout`` (training images set aside) when the store has one, else the first
+        reported split (``val``, else ``test``: then decisions and reported errors share images, and
+        the caller should say so), else None (only training error is left).  Any other name must exist.
+        """
+        if name != "auto":
+            self.split(name)  # a UserError naming the available splits
+            return name
+        for candidate in (HOLDOUT_SPLIT, *REPORTED_SPLITS):
+            if candidate in self._splits:
+                return candidate
+        return None
 
     def split(self, name: str) -> StoreSplit:
         """The split ``name``; :class:`UserError` naming the available ones if absent."""

@@ -39,6 +39,8 @@ from alexnet.paper import LRN_PARAMS
 ENGINES: tuple[str, ...] = ("auto", "torch", "triton")
 #: The kernels compute in float32, so ``auto`` leaves float64 (gradcheck) to the passes.
 _TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+#: Half-precision inputs (autocast) are normalised in float32 by the CPU passes.
+_HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def _shifts(before: int, after: int, size: int) -> list[int]:
@@ -177,7 +179,11 @@ def local_response_norm(
     if _use_triton(a, engine):
         from alexnet.net.lrn_triton import TritonLRNFunction
 
-        return TritonLRNFunction.apply(a, n, effective_alpha, beta, k, groups)
+        return TritonLRNFunction.apply(a, n, effective_alpha, beta, k, groups)  # float32 inside the kernels
+    if a.dtype in _HALF_DTYPES:
+        # bf16 keeps 8 bits of mantissa: the window's sum of squares and the power lose ~1% in it.
+        # Compute in float32 and round once at the end (autograd carries the casts backwards).
+        return _LRNFunction.apply(a.float(), n, effective_alpha, beta, k, groups).to(a.dtype)
     return _LRNFunction.apply(a, n, effective_alpha, beta, k, groups)
 
 

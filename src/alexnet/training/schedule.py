@@ -272,3 +272,15 @@ def make_schedule(kind: str, **options: Any) -> PlateauSchedule | FixedSchedule:
     except TypeError as err:
         raise UserError(f"schedule {kind!r}: bad options {sorted(options)}: {err}") from None
 
+
+
+def schedule_from_config(config: Any) -> PlateauSchedule | FixedSchedule:
+    """The §5 schedule a config asks for (``plateau``, ``fixed`` or the 2012 run's ``code2012``)."""
+    s, lr = config.schedule, config.optim.lr
+    if s.kind == "plateau":
+        return make_schedule("plateau", lr=lr, divisor=s.divisor, max_reductions=s.max_reductions,
+                             patience=s.patience, min_improvement=s.min_improvement, max_epochs=s.max_epochs)
+    if s.kind == "fixed":
+        return make_schedule("fixed", lr=lr, drop_epochs=tuple(s.drop_epochs), divisor=s.divisor,
+                             stop_epoch=s.max_epochs)
+    return make_schedule(s.kind, lr=lr)

@@ -1,13 +1,11 @@
 """Training with the paper's recipe (§4, §5): resumable, observable, distributed.
 
-One run directory holds everything:
-
-    RUN/config.toml        the resolved configuration
-    RUN/run.json           reading, versions, seed, world size, store, classes
-    RUN/metrics.jsonl      one JSON object per log line (kind: step | epoch | event)
-    RUN/tensorboard/       TensorBoard event files
-    RUN/checkpoints/last.pt  the newest checkpoint (atomic); best.pt: lowest val top-1
-    RUN/model.safetensors  final weights (+ RUN/model.json: the spec)
+One run directory holds everything (:mod:`alexnet.training.rundir`).  Each step is
+checked before its update is applied (:mod:`alexnet.training.health`): a loss that
+explodes rolls back to an in-memory snapshot with a lower learning rate; a NaN, or a
+loss that stays at chance without falling, stops the run with one clear message.
+Decisions (rate drops, stopping, ``best.pt``) are taken on the store's ``holdout``
+split when it has one.
 
 Under ``torchrun`` every rank trains on its slice of each global batch with
 DistributedDataParallel (NCCL on GPUs, gloo on the CPU); metrics are reduced
@@ -17,10 +15,8 @@ across ranks and only rank 0 writes.
 from __future__ import annotations
 
 import gc
-import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,61 +27,18 @@ from torch import Tensor, nn
 
 from alexnet.inference.trained import FORMAT, KIND, check_compatible, read_checkpoint, strip_module_prefix
 from alexnet.training.checkpoint import atomic_save, rng_state, set_rng_state
-from alexnet.config import Config, apply_overrides, config_from_dict, to_toml
+from alexnet.config import Config
 from alexnet.data.batches import Augmentation, EvalBatches, TrainBatches, loader
-from alexnet.data.store import Store
+from alexnet.data.store import HOLDOUT_SPLIT, Store
 from alexnet.errors import UserError
 from alexnet.inference.scoring import topk_errors
 from alexnet.net.model import AlexNet, ModelSpec, build_model
-from alexnet.runtime import all_sum, choose_device, device_kind, distributed, tune_cpu_allocator, versions
-from alexnet.training.health import HealthMonitor
+from alexnet.runtime import all_sum, autocast_dtype, choose_device, device_kind, distributed, tune_cpu_allocator
+from alexnet.training.health import HealthError, HealthMonitor, Snapshots
 from alexnet.training.metrics import MetricsLog
 from alexnet.training.optim import PaperSGD, param_groups
-from alexnet.training.schedule import make_schedule
-
-
-# --------------------------------------------------------------------------- the run
-
-
-@dataclass
-class TrainState:
-    epoch: int = 0  # epoch in progress
-    batch: int = 0  # next batch of that epoch
-    step: int = 0  # optimisation steps so far
-    best_top1: float = float("inf")
-    done: bool = False
-    stop_reason: str = ""
-
-
-def _spec(config: Config, store: Store) -> ModelSpec:
-    m = config.model
-    num_classes = m.num_classes or store.num_classes
-    if num_classes != store.num_classes:
-        raise UserError(f"model.num_classes is {num_classes} but store {store.path} has {store.num_classes} classes")
-    if config.data.crop > store.image_size:
-        raise UserError(f"data.crop {config.data.crop} is larger than the store's {store.image_size}x{store.image_size} images")
-    return ModelSpec(num_classes=num_classes, reading=m.reading, variants=tuple(m.variants),
-                     input_size=config.data.crop, width=m.width, fc_units=m.fc_units, init=m.init)
-
-
-def schedule_from_config(config: Config):
-    """The §5 schedule a config asks for (``plateau``, ``fixed`` or the 2012 run's ``code2012``)."""
-    s, lr = config.schedule, config.optim.lr
-    if s.kind == "plateau":
-        return make_schedule("plateau", lr=lr, divisor=s.divisor, max_reductions=s.max_reductions,
-                             patience=s.patience, min_improvement=s.min_improvement, max_epochs=s.max_epochs)
-    if s.kind == "fixed":
-        return make_schedule("fixed", lr=lr, drop_epochs=tuple(s.drop_epochs), divisor=s.divisor,
-                             stop_epoch=s.max_epochs)
-    return make_schedule(s.kind, lr=lr)
-
-
-def _val_split_name(config: Config, store: Store) -> str | None:
-    names = store.splits()
-    for name in (config.data.val_split, "val", "test"):
-        if name in names and name != config.data.train_split:
-            return name
-    return None
+from alexnet.training.rundir import TrainState, create_run_dir, export_weights, model_spec, run_info
+from alexnet.training.schedule import schedule_from_config
 
 
 class Trainer:
@@ -114,8 +67,10 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True
-        if config.run.amp not in ("off", "bf16"):
-            raise UserError(f"unknown value {config.run.amp!r}; allowed: off, bf16", key="run.amp")
+        try:
+            self.amp_dtype = autocast_dtype(config.run.amp, self.device)
+        except UserError as err:
+            raise UserError(err.message, key="run.amp") from None
         if config.optim.batch_size % self.ctx.world:
             raise UserError(f"{config.optim.batch_size} does not split evenly over {self.ctx.world} processes",
                             key="optim.batch_size")
@@ -123,14 +78,20 @@ class Trainer:
             raise UserError("is not set: name a store written by `alexnet prepare`", key="data.store")
         self.store = Store(config.data.store)
         self.train_split = self.store.split(config.data.train_split)
-        val_name = _val_split_name(config, self.store)
+        try:
+            val_name = self.store.decision_split(config.data.val_split)
+        except UserError as err:
+            raise UserError(err.message, key="data.val_split") from None
+        if val_name == config.data.train_split:
+            raise UserError(f"{val_name!r} is the training split; decide on a split the network does not train on",
+                            key="data.val_split")
         self.val_split = self.store.split(val_name) if val_name else None
         if len(self.train_split) < config.optim.batch_size:
             raise UserError(
                 f"split {config.data.train_split!r} has {len(self.train_split)} images, fewer than one batch of "
                 f"{config.optim.batch_size}; lower optim.batch_size"
             )
-        self.spec = _spec(config, self.store)
+        self.spec = model_spec(config, self.store)
         self.augment = Augmentation.from_config(config.data, self.store.stats(), self.spec.reading)
         if config.data.augment_device not in ("cpu", "device"):
             raise UserError(f"unknown value {config.data.augment_device!r}; allowed: cpu, device",
@@ -156,9 +117,10 @@ class Trainer:
         if config.run.compile:
             # the compiled wrapper shares self.model's parameters; checkpoints keep reading self.model
             self.net = torch.compile(self.net)
-        self.schedule.apply(self.optimizer)
+        self._apply_lr()
         self.log = MetricsLog(self.run_dir, self.ctx.main)
         self.health = HealthMonitor(self.spec.num_classes, config.run.health_window)
+        self.snapshots = Snapshots(self.model, self.optimizer)
 
     # ----------------------------------------------------------------- run directory
 
@@ -178,24 +140,7 @@ class Trainer:
             raise UserError(error)
 
     def _create_run_dir(self) -> None:
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise UserError(f"run directory {self.run_dir} already exists and is not empty; "
-                            f"continue it with `alexnet train --resume {self.run_dir}` or choose another --out")
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.toml").write_text(to_toml(self.config))
-        info = {
-            "reading": self.spec.reading,
-            "model_spec": self.spec.to_dict(),
-            "seed": self.config.run.seed,
-            "world_size": self.ctx.world,
-            "device": str(self.device),
-            "store": str(Path(self.config.data.store).resolve()),
-            "classes": self.store.classes,
-            "versions": versions(),
-            "command": sys.argv,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        }
-        (self.run_dir / "run.json").write_text(json.dumps(info, indent=2))
+        create_run_dir(self.run_dir, self.config, run_info(self.config, self.spec, self.ctx, self.device, self.store))
 
     def checkpoint_dict(self) -> dict[str, Any]:
         return {
@@ -241,9 +186,74 @@ class Trainer:
         return x
 
     def _autocast(self):
-        if self.config.run.amp == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.amp_dtype is not None:
+            return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
         return torch.autocast(device_type=self.device.type, enabled=False)
+
+    @property
+    def lr(self) -> float:
+        """The base learning rate in force: the schedule's, times the health check's factor."""
+        return self.schedule.current_lr * self.state.lr_factor
+
+    def _apply_lr(self) -> None:
+        self.schedule.apply(self.optimizer)
+        for group in self.optimizer.param_groups:
+            group["lr"] *= self.state.lr_factor
+
+    # ----------------------------------------------------------------- health: snapshots and roll-backs
+
+    def _roll_back(self, reason: str, loss: float) -> None:
+        """An explosion at the coming step: return to the older snapshot and lower the rate (bounded)."""
+        step = self.state.step + 1
+        self.state.rollbacks += 1
+        if self.state.rollbacks > self.config.run.max_rollbacks:
+            raise HealthError(
+                f"training exploded at step {step} ({reason}) for the {self.state.rollbacks}th time; each time it "
+                f"rolled back and lowered the learning rate (now {self.lr:.3g}). Try a smaller optim.lr, another "
+                f"model.init, or a smaller optim.batch_size"
+            )
+        restored = self.snapshots.restore_oldest()
+        self.state.lr_factor *= self.config.run.rollback_lr_factor
+        self._apply_lr()
+        self.snapshots.take(self.state.step)
+        event = {"kind": "event", "event": "rollback", "step": step, "loss": loss, "reason": reason,
+                 "restored_step": restored, "lr": self.lr, "lr_factor": self.state.lr_factor,
+                 "rollback": self.state.rollbacks}
+        self.log.write(event)
+        if self.ctx.main:
+            print(f"step {step}: {reason}: rolled back to the weights of step {restored} and lowered the learning "
+                  f"rate to {self.lr:.3g} (roll-back {self.state.rollbacks} of at most "
+                  f"{self.config.run.max_rollbacks})", file=sys.stderr)
+
+    def _check_health(self, loss: float) -> str | None:
+        """The health monitor's verdict on the coming step; a stop names what was kept and what to try."""
+        try:
+            return self.health.observe(loss, self.state.step + 1, self._grad_norm())
+        except HealthError as err:
+            last = self.run_dir / "checkpoints" / "last.pt"
+            kept = (f"the last checkpoint, {last}, is kept" if last.is_file()
+                    else "no checkpoint had been written yet")
+            advice = "" if "try" in err.message else " Try a smaller learning rate (optim.lr)."
+            raise HealthError(f"{err.message}.{advice} {kept[0].upper()}{kept[1:]}.") from None
+
+    def _announce_decision_split(self) -> None:
+        """Say which split decides the schedule, early stopping and best.pt, and warn when it is reported too."""
+        name = self.val_split.name if self.val_split is not None else None
+        warning = ""
+        if name is None:
+            warning = "the store has no held-out split: the training error decides (prepare with --holdout N)"
+        elif name != HOLDOUT_SPLIT:
+            warning = (f"decisions are made on {name!r}, the split errors are reported on: prepare the store with "
+                       f"--holdout N to keep them apart")
+        self.log.write({"kind": "event", "event": "decision_split", "split": name or "train", "warning": warning})
+        if warning and self.ctx.main and self.progress:
+            print(f"note: {warning}", file=sys.stderr)
+
+    def _grad_norm(self) -> float:
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not grads:
+            return 0.0
+        return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()))
 
     def train_epoch(self, epoch: int) -> dict[str, float] | None:
         """Run the rest of ``epoch``; returns the epoch's train metrics, or None if stopped early."""
@@ -278,13 +288,16 @@ class Trainer:
                 loss = nn.functional.cross_entropy(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
-            n = y.shape[0]
-            errors = topk_errors(logits.detach(), y, (1,))[0]
             loss_value = float(loss.detach())
             if self.ctx.world > 1:  # every rank must take the same decision, or the others would hang
                 loss_value = all_sum([loss_value], self.ctx, self.device)[0] / self.ctx.world
-            self.health.check(loss_value, self.state.step + 1)
+            explosion = self._check_health(loss_value)  # before the update: an exploding step is not applied
+            if explosion:
+                self._roll_back(explosion, loss_value)
+            else:
+                self.optimizer.step()
+            n = y.shape[0]
+            errors = topk_errors(logits.detach(), y, (1,))[0]
             sums += (loss_value * n, errors, n)
             window += (loss_value * n, errors, n, wait)
             self.state.step += 1
@@ -297,7 +310,7 @@ class Trainer:
                 record = {
                     "kind": "step", "epoch": epoch + 1, "step": self.state.step,
                     "loss": loss_sum / count, "train_top1_error": err_sum / count,
-                    "lr": self.schedule.current_lr, "images_per_s": count / max(elapsed, 1e-9),
+                    "lr": self.lr, "images_per_s": count / max(elapsed, 1e-9),
                     "data_wait": float(window[3] / max(elapsed, 1e-9)),
                 }
                 self.log.write(record, self.state.step)
@@ -307,6 +320,8 @@ class Trainer:
                                     wait=f"{100 * record['data_wait']:.0f}%")
                 window[:] = 0
                 t_window = time.perf_counter()
+            if cfg.run.snapshot_every and self.state.step % cfg.run.snapshot_every == 0:
+                self.snapshots.take(self.state.step)
             every = cfg.run.checkpoint_every
             if every and self.state.step % every == 0 and self.state.batch < len(dataset):
                 self.save_checkpoint()
@@ -339,12 +354,14 @@ class Trainer:
             e1, e5 = topk_errors(logits.float(), y)
             totals += (e1, e5, y.shape[0])
         e1, e5, n = all_sum(totals.tolist(), self.ctx, self.device)
-        return {"val_top1_error": e1 / n, "val_top5_error": e5 / n, "val_images": int(n)}
+        return {"val_top1_error": e1 / n, "val_top5_error": e5 / n, "val_images": int(n), "val_split": self.val_split.name}
 
     def fit(self) -> TrainState:
         """Train until the schedule says stop (or ``run.max_steps``); resumable at any point."""
         cfg = self.config
         clean = False  # an exception leaves it False: no collective in close_distributed
+        self._announce_decision_split()
+        self.snapshots.take(self.state.step)
         try:
             while not self.state.done:
                 if cfg.run.max_steps and self.state.step >= cfg.run.max_steps:
@@ -358,10 +375,10 @@ class Trainer:
                                     "epoch": epoch + 1, "batch": self.state.batch})
                     break
                 val = self.validate()
-                lr_used = self.schedule.current_lr
+                lr_used = self.lr
                 error = val.get("val_top1_error", train_metrics["train_top1_error"])
                 decision = self.schedule.step(epoch + 1, error)
-                self.schedule.apply(self.optimizer)
+                self._apply_lr()
                 record = {"kind": "epoch", "epoch": epoch + 1, "step": self.state.step, "lr": lr_used,
                           "seconds": time.perf_counter() - t0, **train_metrics, **val}
                 self.log.write(record, epoch + 1)
@@ -410,18 +427,7 @@ class Trainer:
 
     def export_weights(self) -> None:
         """Final weights as safetensors plus the spec that rebuilds the network."""
-        from safetensors.torch import save_file
-
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(tensors, str(self.run_dir / "model.safetensors"))
-        (self.run_dir / "model.json").write_text(json.dumps({"model_spec": self.spec.to_dict(),
-                                                             "classes": self.store.classes}, indent=2))
-
-
-def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> Config:
-    """The config of an existing run (from its last checkpoint), with optional overrides."""
-    data = read_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")
-    return apply_overrides(config_from_dict(data["config"]), overrides)
+        export_weights(self.run_dir, self.model, self.spec, self.store.classes)
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainState:
