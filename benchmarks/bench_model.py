@@ -6,11 +6,14 @@ Runs, in one process, with the same batch, threads and allocator settings:
   torchvision -- torchvision.models.alexnet() (single column, no LRN)
 and prints images/s and the ratios ours/torchvision and ours/torch-lrn.  Each
 network runs in both memory formats, NCHW (PyTorch's default) and channels-last
-(NHWC, model and input converted alike), and the ratios are given per format and
-between each network's faster format.  All runs are interleaved round by round so
-that machine noise hits all of them; the best round counts.
+(NHWC, model and input converted alike), and in float32 and under bf16 autocast
+(what training's ``run.amp = auto`` uses where the CPU computes bf16 natively); the
+ratios are given per format and between each network's faster format, and a line
+``ratio bf16/fp32`` per network.  All runs are interleaved round by round so that
+machine noise hits all of them; the best round counts.
 
     python benchmarks/bench_model.py [--batch 64] [--rounds 3] [--steps 2] [--formats nchw,nhwc]
+                                     [--precisions fp32,bf16]
 """
 
 from __future__ import annotations
@@ -46,16 +49,20 @@ def with_torch_lrn(model: nn.Module) -> nn.Module:
     return model
 
 
-def step_time(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+def step_time(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int,
+              precision: str = "fp32") -> float:
     start = time.perf_counter()
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = nn.functional.cross_entropy(model(x).float(), y)
+        loss.backward()
         opt.step()
     return (time.perf_counter() - start) / steps
 
 
 FORMATS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
+PRECISIONS = ("fp32", "bf16")
 
 
 def main() -> None:
@@ -64,11 +71,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--formats", default="nchw,nhwc", help="comma-separated subset of nchw,nhwc")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated subset of fp32,bf16")
     parser.add_argument("--no-allocator-tuning", action="store_true")
     args = parser.parse_args()
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if not formats or any(f not in FORMATS for f in formats):
         parser.error(f"--formats: choose from {', '.join(FORMATS)}")
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not precisions or any(p not in PRECISIONS for p in precisions):
+        parser.error(f"--precisions: choose from {', '.join(PRECISIONS)}")
     tuned = False if args.no_allocator_tuning else tune_cpu_allocator()
     torch.manual_seed(0)
     import torchvision
@@ -80,29 +91,40 @@ def main() -> None:
     }
     x = torch.randn(args.batch, 3, 224, 224)
     y = torch.randint(0, 1000, (args.batch,))
-    runs: dict[tuple[str, str], tuple[nn.Module, torch.Tensor]] = {}
-    for fmt in formats:
-        for name, build in builders.items():
-            torch.manual_seed(0)
-            runs[name, fmt] = (build().to(memory_format=FORMATS[fmt]), x.contiguous(memory_format=FORMATS[fmt]))
+    runs: dict[tuple[str, str, str], tuple[nn.Module, torch.Tensor]] = {}
+    for prec in precisions:
+        for fmt in formats:
+            for name, build in builders.items():
+                torch.manual_seed(0)
+                runs[name, fmt, prec] = (build().to(memory_format=FORMATS[fmt]),
+                                         x.contiguous(memory_format=FORMATS[fmt]))
     opts = {key: torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9) for key, (m, _) in runs.items()}
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
+    times: dict[tuple[str, str, str], list[float]] = {key: [] for key in runs}
     for key, (model, xin) in runs.items():  # warm-up: the allocator's heap needs two steps to settle
-        step_time(model, opts[key], xin, y, 2)
+        step_time(model, opts[key], xin, y, 2, key[2])
     for _ in range(args.rounds):
         for key, (model, xin) in runs.items():
-            times[key].append(step_time(model, opts[key], xin, y, args.steps))
+            times[key].append(step_time(model, opts[key], xin, y, args.steps, key[2]))
     speed = {key: args.batch / min(v) for key, v in times.items()}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads ({torch.get_num_interop_threads()} interop), "
           f"batch {args.batch}, allocator tuning {'on' if tuned else 'off'}, "
           f"best of {args.rounds} rounds x {args.steps} steps (images/s, training step: forward, backward, SGD)")
-    print(f"  {'images/s':<24}" + "".join(f"{fmt:>8}" for fmt in formats) + "    best")
-    best = {name: max(speed[name, fmt] for fmt in formats) for name in builders}
-    for name in builders:
-        print(f"  {name:<24}" + "".join(f"{speed[name, fmt]:8.1f}" for fmt in formats) + f"{best[name]:8.1f}")
-    for other in ("torchvision", "torch-lrn"):
-        ratios = "".join(f"{speed['ours', fmt] / speed[other, fmt]:8.2f}" for fmt in formats)
-        print(f"  {'ratio ours/' + other:<24}" + ratios + f"{best['ours'] / best[other]:8.2f}")
+    print(f"  {'images/s':<28}" + "".join(f"{fmt:>8}" for fmt in formats) + "    best")
+    best = {(name, prec): max(speed[name, fmt, prec] for fmt in formats) for name in builders for prec in precisions}
+    for prec in precisions:
+        for name in builders:
+            print(f"  {name + ' ' + prec:<28}" + "".join(f"{speed[name, fmt, prec]:8.1f}" for fmt in formats)
+                  + f"{best[name, prec]:8.1f}")
+    for prec in precisions:
+        for other in ("torchvision", "torch-lrn"):
+            ratios = "".join(f"{speed['ours', fmt, prec] / speed[other, fmt, prec]:8.2f}" for fmt in formats)
+            print(f"  {'ratio ours/' + other + ' ' + prec:<28}" + ratios
+                  + f"{best['ours', prec] / best[other, prec]:8.2f}")
+    if set(PRECISIONS) <= set(precisions):
+        for name in builders:
+            ratios = "".join(f"{speed[name, fmt, 'bf16'] / speed[name, fmt, 'fp32']:8.2f}" for fmt in formats)
+            print(f"  {'ratio bf16/fp32 ' + name:<28}" + ratios
+                  + f"{best[name, 'bf16'] / best[name, 'fp32']:8.2f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,159 @@
+"""Results files: every number in the README and ``docs/`` comes from one of these, and its table is recomputed.
+
+A results file (``docs/results/NAME.json``, committed) is a small JSON document::
+
+    {
+      "name": "imagenette-128",                  # the file's stem
+      "question": "...",                         # what the measurement answers
+      "command": "alexnet experiment ...",       # how to rerun it
+      "environment": {...},                      # versions, CPU/GPU, threads, load
+      "rule": "...",                             # the verdict rule, stated before measuring
+      "arms": {                                  # one entry per thing compared
+        "paper-init": {"label": "...", "per_seed": {"0": {"metric": value, ...}, "1": {...}}, ...}
+      },
+      "table": {                                 # how the table is computed from the arms
+        "columns": [{"metric": "ten_top1_accuracy", "label": "top-1 (ten patches)", "format": "pct"}, ...],
+        "rows": ["paper-init", ...],
+        "reference": [{"label": "paper", "values": {"metric": value or text}}, ...]
+      },
+      "verdicts": [{"claim": "...", "a": arm, "b": arm, "metric": m, "smaller_is_better": true}],
+      "notes": ["..."]
+    }
+
+:func:`render` turns such a document into the Markdown table that ``docs/results.md``
+shows between ``<!-- results: docs/results/NAME.json -->`` and ``<!-- end results -->``;
+a test recomputes every such block from the committed file.  Each cell is the mean ±
+sample standard deviation over the arm's seeds (and the number of seeds); a verdict
+compares two arms by the rule stated beforehand: a difference counts when it exceeds
+two standard errors of the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+FORMAT_VERSION = 1
+FORMATS = ("pct", "num", "int", "text")
+#: The verdict rule every comparison uses unless its file states another.
+RULE = "a difference counts when it exceeds 2 standard errors of the difference of the means (Welch)"
+BLOCK = re.compile(r"<!-- results: (\S+) -->\n(.*?)<!-- end results -->", re.S)
+
+
+def seed_values(arm: dict[str, Any], metric: str) -> list[float]:
+    """The metric's value for each seed of an arm that has it (None and NaN left out)."""
+    out = []
+    for values in arm.get("per_seed", {}).values():
+        v = values.get(metric)
+        if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)):
+            out.append(float(v))
+    return out
+
+
+def summary(values: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, sample standard deviation, n); the std is 0 for one value and NaN for none."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = sum(values) / n
+    if n == 1:
+        return mean, 0.0, 1
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var), n
+
+
+def fmt_value(value: float, kind: str) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if kind == "pct":
+        return f"{100 * value:.2f}%"
+    if kind == "int":
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def cell(values: Sequence[float], kind: str) -> str:
+    """Mean ± std (n) of per-seed values, formatted; a single value has no ±."""
+    mean, std, n = summary(values)
+    if n == 0:
+        return "not measured"
+    if n == 1:
+        return fmt_value(mean, kind) + " (1 seed)"
+    spread = fmt_value(std, kind).rstrip("%") if kind == "pct" else fmt_value(std, kind)
+    return f"{fmt_value(mean, kind)} ± {spread} (n = {n})"
+
+
+def verdict(a: Sequence[float], b: Sequence[float], smaller_is_better: bool = True) -> dict[str, Any]:
+    """Compare arm a with arm b by :data:`RULE`: difference of means, its standard error, and the answer."""
+    (ma, sa, na), (mb, sb, nb) = summary(a), summary(b)
+    if na < 2 or nb < 2:
+        return {"difference": ma - mb if na and nb else math.nan, "se": math.nan,
+                "answer": "not decided (fewer than 2 seeds in an arm)"}
+    se = math.sqrt(sa ** 2 / na + sb ** 2 / nb)
+    diff = ma - mb
+    if se == 0 or abs(diff) <= 2 * se:
+        answer = "no difference by the rule"
+    else:
+        better = (diff < 0) == smaller_is_better
+        answer = "the first is better" if better else "the second is better"
+    return {"difference": diff, "se": se, "answer": answer}
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The Markdown table (and verdict lines) of a results document; recomputed from its per-seed values."""
+    table = doc["table"]
+    columns = table["columns"]
+    for c in columns:
+        if c.get("format", "num") not in FORMATS:
+            raise ValueError(f"{doc.get('name')}: column {c['metric']} has unknown format {c.get('format')!r}")
+    head = ["", *[c["label"] for c in columns]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for ref in table.get("reference", []):
+        cells = [fmt_value(ref["values"].get(c["metric"], "—"), c.get("format", "num")) for c in columns]
+        lines.append("| *" + ref["label"] + "* | " + " | ".join(f"*{x}*" for x in cells) + " |")
+    for key in table["rows"]:
+        arm = doc["arms"][key]
+        cells = [cell(seed_values(arm, c["metric"]), c.get("format", "num")) for c in columns]
+        lines.append("| " + arm.get("label", key) + " | " + " | ".join(cells) + " |")
+    out = "\n".join(lines) + "\n"
+    for v in doc.get("verdicts", []):
+        a, b = doc["arms"][v["a"]], doc["arms"][v["b"]]
+        r = verdict(seed_values(a, v["metric"]), seed_values(b, v["metric"]), v.get("smaller_is_better", True))
+        kind = next((c.get("format", "num") for c in columns if c["metric"] == v["metric"]), "num")
+        diff = fmt_value(r["difference"], kind)
+        se = "—" if math.isnan(r["se"]) else fmt_value(r["se"], kind)
+        out += (f"\n- {v['claim']}: {a.get('label', v['a'])} − {b.get('label', v['b'])} = {diff} "
+                f"(standard error {se}): **{r['answer']}**.")
+    return out + ("\n" if doc.get("verdicts") else "")
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    doc = json.loads(Path(path).read_text())
+    if doc.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: not a results file of format {FORMAT_VERSION}")
+    return doc
+
+
+def write(doc: dict[str, Any], path: str | Path) -> Path:
+    """Write a results document (sorted keys, two-space indent) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"format": FORMAT_VERSION, **doc}
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def blocks(markdown: str) -> list[tuple[str, str]]:
+    """(results file, table text) of every results block in a Markdown document."""
+    return [(m.group(1), m.group(2)) for m in BLOCK.finditer(markdown)]
+
+
+def refresh(markdown: str, root: Path) -> str:
+    """The document with every results block recomputed from its file (paths relative to ``root``)."""
+    return BLOCK.sub(lambda m: f"<!-- results: {m.group(1)} -->\n{render(load(root / m.group(1)))}<!-- end results -->",
+                     markdown)

@@ -1,0 +1,63 @@
+"""Results files: tables recomputed from per-seed values, the verdict rule, and docs that match their files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from alexnet.experiments import record
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def doc() -> dict:
+    return {
+        "name": "t", "question": "q", "command": "c", "environment": {},
+        "arms": {
+            "a": {"label": "A", "per_seed": {"0": {"err": 0.10}, "1": {"err": 0.12}, "2": {"err": 0.14}}},
+            "b": {"label": "B", "per_seed": {"0": {"err": 0.20}, "1": {"err": 0.21}, "2": {"err": 0.22}}},
+            "c": {"label": "C", "per_seed": {"0": {"err": 0.2}}},
+        },
+        "table": {"columns": [{"metric": "err", "label": "error", "format": "pct"}], "rows": ["a", "b", "c"],
+                  "reference": [{"label": "paper", "values": {"err": 0.11}}]},
+        "verdicts": [{"claim": "A beats B", "a": "a", "b": "b", "metric": "err"}],
+    }
+
+
+def test_cells_are_mean_and_sample_std_of_the_seeds() -> None:
+    text = record.render(doc())
+    # A: mean 0.12, sample std sqrt(((-.02)^2 + 0 + .02^2) / 2) = 0.02; B: 0.21, 0.01
+    assert "| A | 12.00% ± 2.00 (n = 3) |" in text
+    assert "| B | 21.00% ± 1.00 (n = 3) |" in text
+    assert "| C | 20.00% (1 seed) |" in text
+    assert "| *paper* | *11.00%* |" in text
+
+
+def test_the_verdict_rule_is_two_standard_errors() -> None:
+    # difference -0.09; se = sqrt(0.02^2/3 + 0.01^2/3) = 0.012910; 2 se = 0.02582 < 0.09
+    r = record.verdict([0.10, 0.12, 0.14], [0.20, 0.21, 0.22])
+    assert r["difference"] == pytest.approx(-0.09) and r["se"] == pytest.approx(math.sqrt(0.0005 / 3))
+    assert r["answer"] == "the first is better"
+    assert record.verdict([0.10, 0.12, 0.14], [0.20, 0.21, 0.22], smaller_is_better=False)["answer"] == \
+        "the second is better"
+    # difference 0.02 against 2 se = 0.0258: not enough
+    assert record.verdict([0.10, 0.12, 0.14], [0.12, 0.13, 0.14])["answer"] == "no difference by the rule"
+    assert record.verdict([0.1], [0.2])["answer"].startswith("not decided")
+    assert "**the first is better**" in record.render(doc())
+
+
+def test_write_load_and_refresh_a_block(tmp_path: Path) -> None:
+    path = record.write(doc(), tmp_path / "docs" / "results" / "t.json")
+    md = "intro\n<!-- results: docs/results/t.json -->\nstale\n<!-- end results -->\nafter\n"
+    fresh = record.refresh(md, tmp_path)
+    assert "stale" not in fresh and "| A | 12.00% ± 2.00 (n = 3) |" in fresh and fresh.endswith("after\n")
+    assert record.blocks(fresh) == [("docs/results/t.json", record.render(record.load(path)))]
+
+
+def test_every_table_in_the_docs_is_recomputed_from_its_committed_file() -> None:
+    for md in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for file, table in record.blocks(md.read_text()):
+            assert (ROOT / file).is_file(), f"{md.name} quotes {file}, which is not committed"
+            assert table == record.render(record.load(ROOT / file)), f"{md.name}: the table of {file} is stale"
