@@ -227,5 +227,5 @@ def evaluate_checkpoint(
     result = evaluate(run, store, split=split, modes=modes, batch_size=batch_size, progress=progress)
     if out is not None and distributed(run.device.type).main:
         result.save(Path(out), {"checkpoint": str(run.path), "store": str(store.path), "reading": run.spec.reading,
-                                "mean": f"{run.data.mean} mean of the training set, from {run.mean_source}"})
+                                "mean": run.preprocessing})
     return result
