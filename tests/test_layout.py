@@ -17,6 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("alexnet.data",),
     ("alexnet.net",),
     ("alexnet.inference",),
+    ("alexnet.weights",),
     ("alexnet.training",),
     ("alexnet.probes",),
     ("alexnet.experiments", "alexnet.demo"),

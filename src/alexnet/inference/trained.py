@@ -103,10 +103,11 @@ def check_compatible(model: nn.Module, state_dict: dict[str, Tensor], source: st
 def model_from_checkpoint(data: dict[str, Any]) -> AlexNet:
     """The network a checkpoint's spec describes, with the checkpoint's weights."""
     spec = ModelSpec.from_dict(data["model_spec"])
-    model = build_model(spec)
+    with torch.device("meta"):  # shapes only: the checkpoint's tensors become the parameters (no random init)
+        model = build_model(spec)
     state = strip_module_prefix(data["model"])
     check_compatible(model, state, data["path"])
-    model.load_state_dict(state)
+    model.load_state_dict(state, assign=True)
     return model
 
 
