@@ -71,6 +71,16 @@ def test_caffe_lrn_is_k1_alpha_over_n_across_all_maps_after_relu() -> None:
         assert (model.lrn1(a) - a).abs().max() > 1.0
 
 
+@pytest.mark.parametrize("arch", ["owt2014", "caffe"])
+def test_published_architectures_built_fresh_start_from_section_5(arch: str) -> None:
+    """Built without imported weights (e.g. fc8 of a fine-tune): N(0, 0.01), the paper's biases by layer name."""
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(arch=arch))
+    assert model.conv2.weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert torch.all(model.conv2.bias == 1.0) and torch.all(model.conv3.bias == 0.0)
+    assert torch.all(model.fc7.bias == 1.0) and torch.all(model.fc8.bias == 0.0)
+
+
 def test_a_spec_without_arch_is_the_paper_network() -> None:
     old = ModelSpec().to_dict()
     del old["arch"]  # checkpoints written before architectures existed

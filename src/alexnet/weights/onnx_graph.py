@@ -184,7 +184,9 @@ def _flatten(graph: Graph, node: Any, features: int) -> None:
         if axis != 1:
             raise _differs(graph, node, "flatten", "axis", axis, 1)
         return
-    shape = [int(v) for v in graph.tensor(node, 1, "target shape").reshape(-1)]
+    given = attributes(node).get("shape")  # opsets before 5 gave the shape as an attribute
+    target = given if given is not None and len(node.input) < 2 else graph.tensor(node, 1, "target shape")
+    shape = [int(v) for v in np.asarray(target).reshape(-1)]
     if not (len(shape) == 2 and (shape[1] == features or shape[1] == -1 and shape[0] in (0, 1))):
         raise _differs(graph, node, "flatten", "target shape", shape, f"(batch, {features})")
 
