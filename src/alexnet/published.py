@@ -129,7 +129,7 @@ class Preprocessing:
     crop: int
     unit: float  # 255: inputs in 0..1 (torchvision's ToTensor); 1: 0..255 units (Caffe)
     mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    std: tuple[float, float, float] | None  # None: not divided
     channels: str  # "RGB" or "BGR"
     description: str
 
@@ -179,7 +179,7 @@ BVLC = Weights(
     file_name="bvlcalexnet-12.onnx",
     network=CAFFE,
     preprocessing=Preprocessing(
-        image_size=256, crop=224, unit=1.0, mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0), channels="BGR",
+        image_size=256, crop=224, unit=1.0, mean=(104.0, 117.0, 123.0), std=None, channels="BGR",
         description="image to 256, centre crop of the graph's input size, BGR, 0..255 minus the channel "
                     "means (104, 117, 123) in B, G, R order",
     ),
@@ -189,3 +189,15 @@ BVLC = Weights(
 )
 
 WEIGHTS: dict[str, Weights] = {w.format: w for w in (TORCHVISION, BVLC)}
+
+
+@dataclass(frozen=True)
+class OnnxLRNDefaults:
+    """The ONNX operator ``LRN``'s attribute defaults (onnx/docs/Operators.md, LRN-1 and LRN-13)."""
+
+    alpha: float = 1e-4
+    beta: float = 0.75
+    bias: float = 1.0
+
+
+ONNX_LRN_DEFAULTS = OnnxLRNDefaults()

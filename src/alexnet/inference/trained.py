@@ -107,7 +107,8 @@ def model_from_checkpoint(data: dict[str, Any]) -> AlexNet:
         model = build_model(spec)
     state = strip_module_prefix(data["model"])
     check_compatible(model, state, data["path"])
-    model.load_state_dict(state, assign=True)
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, assign=True)
     return model
 
 

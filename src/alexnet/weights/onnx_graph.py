@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from alexnet.errors import UserError
 from alexnet.net.lrn import LocalResponseNorm
 from alexnet.net.model import ModelSpec, build_model, spatial_sizes
-from alexnet.published import CAFFE
+from alexnet.published import CAFFE, ONNX_LRN_DEFAULTS
 from alexnet.weights.runs import Imported, first_sentence
 
 WHAT = "BVLC AlexNet"
@@ -209,7 +209,7 @@ def _gemm(graph: Graph, node: Any, layer: str, fc: nn.Linear) -> dict[str, Tenso
 def _lrn(graph: Graph, node: Any, layer: str, lrn: LocalResponseNorm) -> None:
     a = attributes(node)
     for what, want in (("size", lrn.n), ("alpha", lrn.alpha), ("beta", lrn.beta), ("bias", lrn.k)):
-        found = a.get(what, {"alpha": 1e-4, "beta": 0.75, "bias": 1.0}.get(what))  # ONNX's defaults
+        found = a.get(what, getattr(ONNX_LRN_DEFAULTS, what, None))  # size has no default
         if found is None or not math.isclose(float(found), float(want), rel_tol=1e-5):
             raise _differs(graph, node, layer, what, found, want)
 

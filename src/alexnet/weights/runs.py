@@ -71,7 +71,7 @@ def imported_config(spec: ModelSpec, weights: Weights) -> Config:
     config.data.channels = pre.channels
     config.data.input_unit = pre.unit
     config.data.input_mean = list(pre.mean)
-    config.data.input_std = [] if pre.std == (1.0, 1.0, 1.0) else list(pre.std)
+    config.data.input_std = [] if pre.std is None else list(pre.std)
     m = config.model
     m.arch, m.reading, m.variants, m.width, m.fc_units = spec.arch, spec.reading, list(spec.variants), spec.width, \
         spec.fc_units
