@@ -100,6 +100,13 @@ def test_decoding_a_photo_matches_torchvisions_resize_and_centre_crop(tv_run: Pa
     assert grey_levels.mean().item() < 0.5
 
 
+def test_the_command_offers_the_library_formats() -> None:
+    from alexnet import weights
+    from alexnet.commands import import_weights
+
+    assert import_weights.FORMATS == weights.FORMATS == ("torchvision", "onnx")
+
+
 def test_the_run_records_source_preprocessing_and_the_1000_classes(tv_run: Path, tv_file: Path,
                                                                    bvlc_run: Path) -> None:
     run = TrainedRun.open(tv_run, device="cpu")
