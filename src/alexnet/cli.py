@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "alexnet.commands.prepare",
     "alexnet.commands.summary",
     "alexnet.commands.train",
+    "alexnet.commands.import_weights",
     "alexnet.commands.eval",
     "alexnet.commands.ensemble",
     "alexnet.commands.predict",

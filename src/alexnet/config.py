@@ -26,11 +26,16 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "auto"  # decisions (rate drops, stopping, best.pt): auto = holdout, else val, else test
     crop: int = DATA.crop_size  # §4.1; must equal model.input_size
-    mean: str = "image"  # "image" (cuda-convnet) or "channel"
+    mean: str = "image"  # "image" (cuda-convnet), "channel", or "none" (imported weights: input_mean instead)
     pca: bool = True  # §4.1 colour noise
     pca_std: float = DATA.pca_std
     workers: int = 2  # DataLoader worker processes (0 = in the main process)
     augment_device: str = "cpu"  # "cpu" (workers) or "device" (on the GPU, whole batches)
+    # The last step of the pipeline (alexnet.data.norm.InputNorm); the defaults change nothing.
+    channels: str = "RGB"  # "BGR": channels reversed (Caffe's networks)
+    input_unit: float = 1.0  # pixels divided by this after the mean (255: 0..1 inputs, torchvision's)
+    input_mean: list[float] = field(default_factory=list)  # per-channel means subtracted after that
+    input_std: list[float] = field(default_factory=list)  # per-channel standard deviations dividing last
 
 
 @dataclass
@@ -41,6 +46,7 @@ class ModelConfig:
     width: float = 1.0
     fc_units: int = ARCH.fc_units
     init: str = "paper"  # "paper" (§5: std 0.01) or "fan-in" (the paper's per-layer gain, for narrow networks)
+    arch: str = "alexnet2012"  # the paper's network; owt2014, caffe: published ones (alexnet.net.variants.ARCHS)
 
 
 @dataclass

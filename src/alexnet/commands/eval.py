@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     ctx = distributed(device_kind(args.device))
     if ctx.main:
         print(result.table())
+        if result.published:  # imported weights: what their publisher measured
+            p = result.published
+            print(f"published for these weights: {100 - p['top1']:.1f}% / {100 - p['top5']:.1f}% top-1 / top-5 "
+                  f"error ({p['protocol']}; {p['source']})")
         if args.per_class:
             print()
             print(result.per_class_table())

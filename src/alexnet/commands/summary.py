@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.net.variants import VARIANTS, parse_variants
+from alexnet.net.variants import ARCHS, PAPER_ARCH, VARIANTS, parse_variants
 from alexnet.paper import ARCH, READINGS
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that describe a network, shared by every command that builds one."""
+    parser.add_argument("--arch", default=PAPER_ARCH,
+                        help="architecture: " + "; ".join(f"{k} ({v})" for k, v in ARCHS.items())
+                        + f" (default {PAPER_ARCH})")
     parser.add_argument("--reading", default="paper", help=f"paper reading: {', '.join(READINGS)} (default paper)")
     parser.add_argument(
         "--variant", default="", help="comma-separated variants: " + ", ".join(VARIANTS)
@@ -30,6 +33,7 @@ def spec_from_args(args: argparse.Namespace):
         input_size=args.input_size,
         width=args.width,
         fc_units=args.fc_units,
+        arch=args.arch,
     )
 
 
@@ -39,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args)
     model = build_model(spec)
-    print(f"AlexNet, reading={spec.reading}, variants={','.join(spec.variants) or 'none'}, "
+    print(f"AlexNet, arch={spec.arch}, reading={spec.reading}, variants={','.join(spec.variants) or 'none'}, "
           f"input {spec.input_size}x{spec.input_size}, {spec.num_classes} classes")
     print(format_table(layer_table(model)))
     return 0

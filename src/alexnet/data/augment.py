@@ -91,7 +91,7 @@ deviation of ~1500 grey levels on ImageNet and swamp the image.  This is an
 8-bit data convention, not a number from the paper.
 """
 
-MEAN_MODES: tuple[str, ...] = ("image", "channel")
+MEAN_MODES: tuple[str, ...] = ("image", "channel", "none")  # none: no training mean (imported weights)
 MEAN_CROPS: tuple[str, ...] = ("match", "centre")
 PATCHES: tuple[str, ...] = ("centre", "ten")
 

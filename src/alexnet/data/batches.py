@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from alexnet.data.norm import InputNorm
 from alexnet.data.transforms import Draws, draw_augmentation, eval_transform, train_transform
 from alexnet.config import DataConfig
 from alexnet.paper import reading
@@ -39,23 +40,27 @@ class Augmentation:
     """What :func:`alexnet.data.transforms.train_transform` needs besides the images."""
 
     crop: int
-    mean_image: np.ndarray
+    mean_image: np.ndarray | None  # None only for evaluation with mean_mode "none"
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
     mean_mode: str
     pca: bool
     pca_std: float
     reading: str
+    norm: InputNorm | None = None  # the last step (channel order, unit, per-channel mean and std)
 
     @classmethod
     def from_config(cls, cfg: DataConfig, stats: Stats, reading: str) -> "Augmentation":
+        norm = InputNorm.from_config(cfg)
         return cls(cfg.crop, stats.mean_image, stats.eigenvalues, stats.eigenvectors, cfg.mean, cfg.pca,
-                   cfg.pca_std, reading)
+                   cfg.pca_std, reading, None if norm.identity else norm)
 
     @classmethod
-    def for_evaluation(cls, crop: int, mean_image: np.ndarray, mean_mode: str, reading: str) -> "Augmentation":
-        """The test-time transform only (§4.1 patches minus the mean): no colour noise, so no PCA."""
-        return cls(crop, mean_image, np.zeros(3), np.eye(3), mean_mode, False, 0.0, reading)
+    def for_evaluation(cls, crop: int, mean_image: np.ndarray | None, mean_mode: str, reading: str,
+                       norm: InputNorm | None = None) -> "Augmentation":
+        """The test-time transform only (§4.1 patches minus the mean, then ``norm``): no colour noise, so no PCA."""
+        return cls(crop, mean_image, np.zeros(3), np.eye(3), mean_mode, False, 0.0, reading,
+                   None if norm is None or norm.identity else norm)
 
     def draws(self, batch: int, generator: torch.Generator) -> Draws:
         """The random draws of a global batch of ``batch`` images (crops, flips, lighting)."""
@@ -69,14 +74,14 @@ class Augmentation:
             images if isinstance(images, Tensor) else torch.from_numpy(images),
             crop=self.crop, mean_image=self.mean_image, eigenvalues=self.eigenvalues,
             eigenvectors=self.eigenvectors, generator=None, mean_mode=self.mean_mode, pca=self.pca,
-            reading=self.reading, pca_std=self.pca_std, draws=draws,
+            reading=self.reading, pca_std=self.pca_std, draws=draws, norm=self.norm,
         )
 
     def evaluate(self, images: Tensor | np.ndarray, patches: str = "centre") -> Tensor:
         return eval_transform(
             images if isinstance(images, Tensor) else torch.from_numpy(images),
             crop=self.crop, mean_image=self.mean_image, mean_mode=self.mean_mode, patches=patches,
-            reading=self.reading,
+            reading=self.reading, norm=self.norm,
         )
 
 

@@ -3,7 +3,9 @@
 :func:`train_transform` crops and reflects, adds PCA lighting and subtracts the mean
 (in the order and units that :mod:`alexnet.data.augment` documents, for both readings);
 :func:`eval_transform` cuts the centre patch or the ten test patches and subtracts the
-mean.  All randomness is drawn beforehand into :class:`Draws` from an explicit
+mean.  Both end with an optional :class:`alexnet.data.norm.InputNorm` (channel order,
+unit, per-channel mean and std: what networks trained elsewhere expect); with
+``mean_mode="none"`` no training mean is subtracted before it.  All randomness is drawn beforehand into :class:`Draws` from an explicit
 ``torch.Generator`` (:func:`draw_augmentation`), so distributed ranks can share one
 global batch's draws.
 """
@@ -35,8 +37,10 @@ from alexnet.data.augment import (
     ten_crop_offsets,
     to_nchw,
 )
+from alexnet.data.norm import InputNorm
 from alexnet.errors import UserError, choice_error
 from alexnet.paper import DATA
+
 
 class Draws(NamedTuple):
     """All random numbers of one training batch: crops and reflections, and lighting alphas (or None)."""
@@ -84,6 +88,7 @@ def train_transform(
     unit: float = PIXEL_UNIT,
     out: Tensor | None = None,
     draws: "Draws | None" = None,
+    norm: InputNorm | None = None,
 ) -> Tensor:
     """§4.1 training pipeline: uint8 (B, S, S, 3) or (B, 3, S, S) -> float32 (B, 3, crop, crop).
 
@@ -98,6 +103,8 @@ def train_transform(
     write into (the caller must not still be using its previous contents).
     ``draws``: the batch's random draws made beforehand with :func:`draw_augmentation`
     (then ``generator`` is not used) -- how distributed ranks share one global batch's draws.
+    ``norm``: the last step (:class:`~alexnet.data.norm.InputNorm`); ``mean_mode="none"``
+    subtracts no mean before it.
     """
     switches = check_reading(reading)
     if mean_mode not in MEAN_MODES:
@@ -128,6 +135,8 @@ def train_transform(
         shift += pca_offsets(draws.alphas.to(x.device), eigenvalues, eigenvectors, reading=reading, unit=unit)
     if mean_mode == "channel":
         shift -= m.mean(dim=(1, 2))
+    elif mean_mode == "none":
+        pass
     elif mean_crop == "centre":
         result.sub_(centre_crop(m[None], crop)[0])
     else:
@@ -136,7 +145,7 @@ def train_transform(
         result.add_(shift[:, :, None, None])
     if pca and switches.colour_noise_rescale != 1.0:
         result.mul_(switches.colour_noise_rescale)  # after mean subtraction and noise, as the 2012 code
-    return result
+    return result if norm is None else norm.apply_(result)
 
 
 def eval_transform(
@@ -147,6 +156,7 @@ def eval_transform(
     mean_mode: str = "image",
     patches: str = "centre",
     reading: str = "paper",
+    norm: InputNorm | None = None,
 ) -> Tensor:
     """§4.1 test patches, mean-subtracted float32.
 
@@ -154,7 +164,8 @@ def eval_transform(
     :func:`ten_crop` order.  With ``mean_mode="image"`` the ``paper`` reading
     subtracts the same patch (and reflection) of the mean image; ``code2012``
     subtracts the mean image's centre patch from every view, as its multiview
-    test did.  No lighting and no rescale at test time (either reading).
+    test did.  No lighting and no rescale at test time (either reading).  ``mean_mode="none"``
+    subtracts no mean (``mean_image`` may then be None); ``norm`` is applied last.
     """
     switches = check_reading(reading)
     if patches not in PATCHES:
@@ -163,19 +174,24 @@ def eval_transform(
         raise choice_error("mean_mode", mean_mode, MEAN_MODES)
     x = to_nchw(batch)
     height, width = check_images(x, crop, "batch")
-    m = mean_chw(mean_image, x.device)
-    if (m.shape[1], m.shape[2]) != (height, width):
+    m = None if mean_mode == "none" else mean_chw(mean_image, x.device)
+    if m is not None and (m.shape[1], m.shape[2]) != (height, width):
         raise UserError(f"mean_image is {m.shape[1]}x{m.shape[2]} but the images are {height}x{width}")
-    if mean_mode == "channel":
+    if m is None:
+        mean = None
+    elif mean_mode == "channel":
         mean = m.mean(dim=(1, 2), keepdim=True)
     elif not switches.mean_patch_matches_crop or patches == "centre":
         mean = centre_crop(m[None], crop)[0]
     else:
         mean = ten_crop(m[None], crop)[0]  # (10, 3, c, c): each view's own patch of the mean
     if patches == "centre":
-        return float_out(centre_crop(x, crop), None).sub_(mean)
-    out = torch.empty((x.shape[0], 10, 3, crop, crop), dtype=torch.float32, device=x.device)
-    for k, (t, l) in enumerate(ten_crop_offsets(height, width, crop)):  # ten_crop order, written in place
-        out[:, k].copy_(x[:, :, t : t + crop, l : l + crop])
-        out[:, k + 5].copy_(out[:, k].flip(-1))
-    return out.sub_(mean)
+        out = float_out(centre_crop(x, crop), None)
+    else:
+        out = torch.empty((x.shape[0], 10, 3, crop, crop), dtype=torch.float32, device=x.device)
+        for k, (t, l) in enumerate(ten_crop_offsets(height, width, crop)):  # ten_crop order, written in place
+            out[:, k].copy_(x[:, :, t : t + crop, l : l + crop])
+            out[:, k + 5].copy_(out[:, k].flip(-1))
+    if mean is not None:
+        out.sub_(mean)
+    return out if norm is None else norm.apply_(out)

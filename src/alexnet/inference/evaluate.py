@@ -75,6 +75,7 @@ class EvalResult:
     probs: dict[str, np.ndarray] = field(default_factory=dict)
     classes: list[tuple[str, str]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    published: dict[str, Any] | None = None  # imported weights: their publisher's accuracy (alexnet import)
 
     @property
     def num_classes(self) -> int:
@@ -225,7 +226,11 @@ def evaluate_checkpoint(
     run = TrainedRun.open(source, device=device)
     store = Store(store_path)
     result = evaluate(run, store, split=split, modes=modes, batch_size=batch_size, progress=progress)
+    result.published = (run.source or {}).get("published_accuracy")
     if out is not None and distributed(run.device.type).main:
-        result.save(Path(out), {"checkpoint": str(run.path), "store": str(store.path), "reading": run.spec.reading,
-                                "mean": f"{run.data.mean} mean of the training set, from {run.mean_source}"})
+        extra = {"checkpoint": str(run.path), "store": str(store.path), "reading": run.spec.reading,
+                 "arch": run.spec.arch, "mean": run.preprocessing}
+        if result.published:
+            extra["weights"] = result.published
+        result.save(Path(out), extra)
     return result

@@ -173,8 +173,19 @@ def _sidecar(out: Path, run: TrainedRun, fmt: str) -> None:
         "output": {"name": "logits", "shape": ["batch", spec.num_classes], "note": "apply softmax for probabilities"},
         "classes": [list(c) for c in run.classes],
     }
-    np.save(out.with_name(out.name + ".mean.npy"), run.mean_image.astype(np.float32))
-    info["mean"] = {"file": out.name + ".mean.npy", "from": run.mean_source, "shape": list(run.mean_image.shape)}
+    if not run.norm.identity:  # the last step of the pipeline (imported weights: their publisher's)
+        info["input"]["normalisation"] = run.norm.to_dict()
+    if run.source:
+        info["weights"] = run.source
+    if run.data.mean == "none":
+        info["input"]["image_size"] = run.image_size
+        info["input"]["preprocessing"] = (f"image rescaled (shorter side {run.image_size}) and centre-cropped to "
+                                          f"{spec.input_size}, then {run.norm.describe()}, channels first")
+    else:
+        np.save(out.with_name(out.name + ".mean.npy"), run.mean_image.astype(np.float32))
+        info["mean"] = {"file": out.name + ".mean.npy", "from": run.mean_source, "shape": list(run.mean_image.shape)}
+        if not run.norm.identity:
+            info["input"]["preprocessing"] += f", then {run.norm.describe()}"
     out.with_name(out.name + ".json").write_text(json.dumps(info, indent=2))
 
 
@@ -195,7 +206,9 @@ def export(source: str | Path, out: str | Path, *, fmt: str = "onnx", batch_size
     size = model.spec.input_size
     g = torch.Generator().manual_seed(seed)
     example = torch.randn(2, 3, size, size, generator=g)
-    x = torch.randn(batch_size, 3, size, size, generator=g) * 50.0  # mean-subtracted pixels are tens of units
+    x = torch.randn(batch_size, 3, size, size, generator=g)
+    if run.norm.unit == 1.0 and run.norm.std is None:
+        x = x * 50.0  # mean-subtracted pixels in 0..255 units are tens of units; scaled ones about 1
     with torch.no_grad():
         reference = model(x).numpy()
     try:

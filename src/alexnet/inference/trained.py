@@ -11,7 +11,13 @@ a checkpoint file and gives everything that using the network needs:
   the images come from;
 * ``inputs(images, patches)`` -- the normalised centre patch or ten patches (§4.1)
   of uint8 images, exactly as evaluation, prediction, features and reports feed
-  the network.
+  the network;
+* ``norm`` -- the last step of that normalisation (:class:`alexnet.data.norm.InputNorm`:
+  channel order, unit, per-channel mean and std), from the run's config.  Runs
+  trained here have the identity; runs made by ``alexnet import`` from published
+  weights have ``data.mean = "none"`` (no training mean image) and the normalisation
+  their publisher used, plus a ``preprocessing`` record (the image size) and a
+  ``source`` record (where the weights came from) in the checkpoint.
 
 The mean comes from the checkpoint (written by training since format 1), else
 from the training store the run records, else from ``training_store`` when the
@@ -35,6 +41,7 @@ from torch import Tensor, nn
 
 from alexnet.config import DataConfig, config_from_dict
 from alexnet.data.batches import Augmentation
+from alexnet.data.norm import InputNorm
 from alexnet.errors import UserError
 from alexnet.inference.scoring import probabilities
 from alexnet.net.model import AlexNet, ModelSpec, build_model
@@ -96,10 +103,13 @@ def check_compatible(model: nn.Module, state_dict: dict[str, Tensor], source: st
 def model_from_checkpoint(data: dict[str, Any]) -> AlexNet:
     """The network a checkpoint's spec describes, with the checkpoint's weights."""
     spec = ModelSpec.from_dict(data["model_spec"])
-    model = build_model(spec)
+    with torch.device("meta"):  # shapes only: the checkpoint's tensors become the parameters (no random init)
+        model = build_model(spec)
     state = strip_module_prefix(data["model"])
     check_compatible(model, state, data["path"])
-    model.load_state_dict(state)
+    own = model.state_dict()
+    # contiguous (NCHW) weights: a run trained channels-last evaluates in the default layout
+    model.load_state_dict({k: v.to(own[k].dtype).contiguous() for k, v in state.items()}, assign=True)
     return model
 
 
@@ -156,10 +166,30 @@ class TrainedRun:
 
     @property
     def mean_source(self) -> str:
-        """Where :attr:`mean_image` came from."""
+        """Where :attr:`mean_image` came from (for a run without one, its normalisation)."""
+        if self.data.mean == "none":
+            return f"none (no training mean image; {self.norm.describe()})"
         self.mean_image  # noqa: B018 - finds it
         assert self._mean is not None
         return self._mean[1]
+
+    @property
+    def norm(self) -> InputNorm:
+        """The last step of the input pipeline (identity for runs trained here)."""
+        return InputNorm.from_config(self.data)
+
+    @property
+    def preprocessing(self) -> str:
+        """How images become the network's inputs, in one line."""
+        if self.data.mean == "none":
+            return f"no training mean image; {self.norm.describe()}"
+        text = f"{self.data.mean} mean of the training set, from {self.mean_source}"
+        return text if self.norm.identity else f"{text}; then {self.norm.describe()}"
+
+    @property
+    def source(self) -> dict[str, Any] | None:
+        """Where imported weights came from (``alexnet import``); None for runs trained here."""
+        return self.checkpoint.get("source")
 
     @classmethod
     def open(cls, source: str | Path, *, device: str = "auto", training_store: str | Path | None = None) -> "TrainedRun":
@@ -190,21 +220,23 @@ class TrainedRun:
 
     @property
     def image_size(self) -> int:
-        """The side of the images the run was trained on (its mean image's)."""
-        return int(self.mean_image.shape[0])
+        """The side of the images the run was trained on (an imported run's record, else its mean image's)."""
+        recorded = (self.checkpoint.get("preprocessing") or {}).get("image_size")
+        return int(recorded) if recorded else int(self.mean_image.shape[0])
 
     @property
     def config(self) -> dict[str, Any]:
         return self.checkpoint.get("config") or {}
 
     def augmentation(self, image_size: int | None = None) -> Augmentation:
-        """The evaluation transform for ``image_size`` images (default: the training size), training mean."""
+        """The evaluation transform for ``image_size`` images (default: the training size): the training
+        mean (unless ``data.mean`` is ``none``), then :attr:`norm`."""
         size = self.image_size if image_size is None else image_size
         if size < self.spec.input_size:
             raise UserError(f"images of {size}x{size} are smaller than the network's "
                             f"{self.spec.input_size}x{self.spec.input_size} input")
-        return Augmentation.for_evaluation(self.spec.input_size, resample_mean(self.mean_image, size),
-                                           self.data.mean, self.spec.reading)
+        mean = None if self.data.mean == "none" else resample_mean(self.mean_image, size)
+        return Augmentation.for_evaluation(self.spec.input_size, mean, self.data.mean, self.spec.reading, self.norm)
 
     def check_classes(self, store: Any) -> None:
         """UserError unless ``store`` has this run's classes (wnids) in this run's order; names may differ."""

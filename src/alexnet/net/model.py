@@ -9,6 +9,15 @@ normalisation is applied per column too, since each GPU normalised its own
 A network is described by a :class:`ModelSpec`; :func:`build_model` turns it
 into an :class:`AlexNet` (an ``nn.Sequential`` whose children are named after
 the paper's layers: ``conv1, relu1, lrn1, pool1, ..., fc8``).
+
+``ModelSpec.arch`` chooses the architecture: ``alexnet2012`` (the default, the
+paper's) or one of the published networks whose weights ``alexnet import`` reads
+(:mod:`alexnet.published`): ``owt2014`` (torchvision's one-column network, no
+LRN, dropout before fc6 and fc7) and ``caffe`` (Caffe's bvlc_alexnet: LRN over
+all maps with k = 1 and alpha / n, pooling that rounds up).  Their layers keep
+the paper's names, so every probe, export and fine-tune works on them unchanged.
+The reading's network switches (LRN convention and order, cnorm2, conv1's
+implicit padding, conv3-conv5's initial std) belong to the 2012 network only.
 """
 
 from __future__ import annotations
@@ -23,8 +32,9 @@ from torch import Tensor, nn
 
 from alexnet.errors import UserError, choice_error
 from alexnet.net.lrn import LocalResponseNorm, SameMapNorm
-from alexnet.net.variants import VARIANTS, parse_variants  # noqa: F401 - re-exported
-from alexnet.paper import ARCH, CODE2012, DROPOUT, INIT, LRN_PARAMS, POOL, SIXTH, Reading, reading
+from alexnet.net.variants import ARCH_VARIANTS, ARCHS, PAPER_ARCH, VARIANTS, parse_variants  # noqa: F401
+from alexnet.paper import ARCH, CODE2012, DROPOUT, INIT, LRN_PARAMS, PAPER_READING, POOL, SIXTH, Reading, reading
+from alexnet.published import NETWORKS, Network
 
 #: Weight initialisations: §5's N(0, 0.01), or that std rescaled by each layer's fan-in.
 INITS: tuple[str, ...] = ("paper", "fan-in")
@@ -45,12 +55,18 @@ class ModelSpec:
     width: float = 1.0  # multiplies every conv layer's kernel count
     fc_units: int = ARCH.fc_units
     init: str = "paper"  # "paper": std 0.01 (§5); "fan-in": std scaled to keep the paper network's per-layer gain
+    arch: str = PAPER_ARCH  # the paper's network, or a published one (owt2014, caffe)
 
     def __post_init__(self) -> None:
         reading(self.reading)  # a UserError for an unknown name
+        if self.arch not in ARCHS:
+            raise choice_error("arch", self.arch, ARCHS)
         for name in self.variants:
             if name not in VARIANTS:
                 raise choice_error("variant", name, VARIANTS)
+            if self.arch != PAPER_ARCH and name not in ARCH_VARIANTS:
+                raise UserError(f"{name} changes the 2012 network and does not apply to arch {self.arch}; "
+                                f"variants of {self.arch}: {', '.join(ARCH_VARIANTS)}", key="variant")
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise UserError(f"num_classes: must be an integer of at least 2, got {self.num_classes!r}")
         if not self.width > 0:
@@ -76,7 +92,19 @@ class ModelSpec:
         return variant in self.variants
 
     @property
+    def network(self) -> Network | None:
+        """The published network this spec builds (None: the paper's)."""
+        return NETWORKS.get(self.arch)
+
+    @property
+    def net_switches(self) -> Reading:
+        """The reading's switches as the network's shape uses them (the published networks ignore them)."""
+        return self.switches if self.network is None else PAPER_READING
+
+    @property
     def columns(self) -> int:
+        if self.network is not None:
+            return self.network.columns
         return 1 if self.has("one-column") else ARCH.columns
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +120,7 @@ class ModelSpec:
             raise UserError(f"model: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
         d = dict(d)
         d["variants"] = tuple(d.get("variants", ()))
-        return cls(**d)
+        return cls(**d)  # no "arch" (checkpoints written before it existed): the paper's network
 
 
 @dataclass(frozen=True)
@@ -141,7 +169,14 @@ def conv_plan(spec: ModelSpec, input_size: int | None = None) -> list[LayerPlan]
     input_size = spec.input_size if input_size is None else input_size
     columns = spec.columns
     plans: list[LayerPlan] = []
-    for layer in ARCH.conv:
+    net = spec.network
+    if net is not None:  # a published network: its own geometry; §5's initialisation by layer name
+        bias = {layer.name: layer.bias_init for layer in ARCH.conv}
+        for c in net.conv:
+            channels = _scaled(c.out_channels, spec.width, 2 * ARCH.columns)
+            plans.append(LayerPlan(c.name, channels, c.kernel, c.stride, c.padding, c.groups, bias[c.name],
+                                   INIT.weight_std))
+    for layer in ARCH.conv if net is None else ():
         if spec.has(f"no-{layer.name}"):
             continue
         channels = layer.out_channels
@@ -163,25 +198,41 @@ def conv_plan(spec: ModelSpec, input_size: int | None = None) -> list[LayerPlan]
     return plans
 
 
-def _pool_geometry(spec: ModelSpec) -> tuple[int, int]:
+def _pool_geometry(spec: ModelSpec) -> tuple[int, int, bool]:
+    """Max-pooling's (size, stride, rounds up)."""
+    net = spec.network
+    if net is not None:
+        return net.pool_size, net.pool_stride, net.pool_ceil
     if spec.has("pool2"):
-        return POOL.nonoverlap_size, POOL.nonoverlap_stride
-    return POOL.size, POOL.stride
+        return POOL.nonoverlap_size, POOL.nonoverlap_stride, False
+    return POOL.size, POOL.stride, False
+
+
+def _pool_after(spec: ModelSpec) -> tuple[str, ...]:
+    return ARCH.pool_after if spec.network is None else spec.network.pool_after
+
+
+def pooled_size(size: int, kernel: int, stride: int, ceil: bool) -> int:
+    """Output side of max-pooling without padding (``ceil``: Caffe's rounding up, as PyTorch's ``ceil_mode``)."""
+    if not ceil:
+        return (size - kernel) // stride + 1
+    out = -(-(size - kernel) // stride) + 1
+    return out - 1 if (out - 1) * stride >= size else out  # the last window must start inside the map
 
 
 def spatial_sizes(spec: ModelSpec, input_size: int | None = None) -> list[tuple[str, int]]:
     """Spatial size after each conv/pool layer, computed arithmetically (no tensors)."""
     size = spec.input_size if input_size is None else input_size
-    pool_k, pool_s = _pool_geometry(spec)
+    pool_k, pool_s, pool_ceil = _pool_geometry(spec)
     out: list[tuple[str, int]] = []
     for plan in conv_plan(spec, size):
-        if plan.name == "conv1" and spec.switches.conv1_implicit_padding and size >= PAPER_STEM_MIN_INPUT:
+        if plan.name == "conv1" and spec.net_switches.conv1_implicit_padding and size >= PAPER_STEM_MIN_INPUT:
             size = math.ceil((size - plan.kernel) / plan.stride) + 1  # implicit bottom/right padding
         else:
             size = (size + 2 * plan.padding - plan.kernel) // plan.stride + 1
         out.append((plan.name, size))
-        if plan.name in ARCH.pool_after:
-            size = (size - pool_k) // pool_s + 1
+        if plan.name in _pool_after(spec):
+            size = pooled_size(size, pool_k, pool_s, pool_ceil)
             out.append((f"pool{plan.name[-1]}", size))
     return out
 
@@ -234,9 +285,10 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
         spec = ModelSpec(**kwargs)
     elif kwargs:
         spec = replace(spec, **kwargs)
-    switches = spec.switches
+    switches = spec.net_switches
+    net = spec.network
     act: type[nn.Module] = nn.Tanh if spec.has("tanh") else nn.ReLU
-    pool_k, pool_s = _pool_geometry(spec)
+    pool_k, pool_s, pool_ceil = _pool_geometry(spec)
     layers: "OrderedDict[str, nn.Module]" = OrderedDict()
     in_channels = 3
     size_after = dict(spatial_sizes(spec))
@@ -251,11 +303,15 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
         nn.init.normal_(conv.weight, 0.0, plan.weight_std)
         nn.init.constant_(conv.bias, plan.bias_init)
         layers[plan.name] = conv
-        lrn = plan.name in ARCH.lrn_after and not spec.has("no-lrn")
-        norm = LocalResponseNorm(
-            LRN_PARAMS.n, LRN_PARAMS.alpha, LRN_PARAMS.beta, LRN_PARAMS.k,
-            alpha_divided_by_n=switches.lrn_alpha_divided_by_n, groups=spec.columns,
-        )
+        lrn = plan.name in (ARCH.lrn_after if net is None else net.lrn_after) and not spec.has("no-lrn")
+        if net is None:
+            norm = LocalResponseNorm(
+                LRN_PARAMS.n, LRN_PARAMS.alpha, LRN_PARAMS.beta, LRN_PARAMS.k,
+                alpha_divided_by_n=switches.lrn_alpha_divided_by_n, groups=spec.columns,
+            )
+        else:  # Caffe normalises across all maps of the layer, not per column
+            norm = LocalResponseNorm(net.lrn_n, net.lrn_alpha, net.lrn_beta, net.lrn_k,
+                                     alpha_divided_by_n=net.lrn_alpha_divided_by_n, groups=1)
         # conv6's ReLU must not take fc6's name "relu6"
         relu_name = "relu_conv6" if plan.name == "conv6" else f"relu{idx}"
         if lrn and switches.conv1_lrn_before_relu and plan.name == "conv1":
@@ -269,20 +325,24 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
             layers["cnorm2"] = SameMapNorm(
                 CODE2012.cnorm2_size, CODE2012.cnorm2_scale, CODE2012.cnorm2_pow, CODE2012.cnorm2_k
             )
-        if plan.name in ARCH.pool_after:
-            layers[f"pool{idx}"] = nn.MaxPool2d(pool_k, pool_s)
+        if plan.name in _pool_after(spec):
+            layers[f"pool{idx}"] = nn.MaxPool2d(pool_k, pool_s, ceil_mode=pool_ceil)
         in_channels = plan.out_channels
     final = spatial_sizes(spec)[-1][1]
     layers["flatten"] = nn.Flatten()
     fc_in = in_channels * final * final
+    dropout = not spec.has("no-dropout")
+    before = net is not None and net.dropout_before_fc  # torchvision: dropout on fc6's and fc7's inputs
     for name, fan_in in (("fc6", fc_in), ("fc7", spec.fc_units)):
+        if dropout and before:
+            layers[f"drop{int(name[-1]) - 1}"] = nn.Dropout(net.dropout)  # type: ignore[union-attr]
         fc = nn.Linear(fan_in, spec.fc_units)
         nn.init.normal_(fc.weight, 0.0, INIT.weight_std)
         nn.init.constant_(fc.bias, ARCH.fc_bias_init)
         layers[name] = fc
         layers[f"relu{name[-1]}"] = act()
-        if not spec.has("no-dropout") and name in DROPOUT.layers:
-            layers[f"drop{name[-1]}"] = nn.Dropout(DROPOUT.p)
+        if dropout and not before and name in DROPOUT.layers:
+            layers[f"drop{name[-1]}"] = nn.Dropout(DROPOUT.p if net is None else net.dropout)
     fc8 = nn.Linear(spec.fc_units, spec.num_classes)
     nn.init.normal_(fc8.weight, 0.0, INIT.weight_std)
     nn.init.constant_(fc8.bias, ARCH.out_bias_init)
@@ -296,7 +356,7 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
 
 def paper_fan_ins(spec: ModelSpec) -> dict[str, int]:
     """Inputs per unit of each weighted layer in the full-size network with the same variants."""
-    full = ModelSpec(num_classes=spec.num_classes, reading=spec.reading, variants=spec.variants)
+    full = ModelSpec(num_classes=spec.num_classes, reading=spec.reading, variants=spec.variants, arch=spec.arch)
     fan: dict[str, int] = {}
     channels = 3
     for plan in conv_plan(full):

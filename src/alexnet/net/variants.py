@@ -8,6 +8,15 @@ from __future__ import annotations
 from typing import Iterable
 
 from alexnet.errors import choice_error
+from alexnet.published import NETWORKS
+
+#: The 2012 paper's network (§3), the default architecture.
+PAPER_ARCH = "alexnet2012"
+#: Architectures the builder knows: the paper's, and the published networks whose weights ``alexnet import`` reads.
+ARCHS: dict[str, str] = {PAPER_ARCH: "the 2012 paper's two-column network (§3, Figure 2)",
+                         **{name: net.title for name, net in NETWORKS.items()}}
+#: The variants that also apply to the published architectures (the others change the paper's network).
+ARCH_VARIANTS: tuple[str, ...] = ("no-dropout", "conv6")
 
 #: Named variants for the paper's comparisons (§3.1-§3.4, §6, §7).
 VARIANTS: dict[str, str] = {

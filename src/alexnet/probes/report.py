@@ -101,12 +101,17 @@ def section_config(ctx: Context) -> str:
     info_path = ctx.run / "run.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     spec = ctx.model.spec
-    rows = [["reading", spec.reading], ["variants", ", ".join(spec.variants) or "none"],
+    rows = [["architecture", spec.arch], ["reading", spec.reading], ["variants", ", ".join(spec.variants) or "none"],
             ["input size", spec.input_size], ["width", spec.width], ["fc units", spec.fc_units],
             ["classes", spec.num_classes], ["columns", spec.columns], ["checkpoint", ctx.ckpt.get("path", "")]]
     for key in ("seed", "world_size", "store"):
         if key in info:
             rows.append([key, info[key]])
+    source = ctx.trained.source
+    if source:  # imported weights (alexnet import)
+        rows.append(["weights", f"{source.get('weights', '')}: {source.get('file', '')} "
+                                f"(sha256 {source.get('sha256', '')})"])
+    rows.append(["inputs", ctx.trained.preprocessing])
     parts.append(html_table(["", ""], rows))
     cfg = ctx.run / "config.toml"
     parts.append(pre(cfg.read_text()) if cfg.is_file() else note("no config.toml in the run directory"))
@@ -276,7 +281,7 @@ def build_report(
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
             f'<p class="note">{html.escape(str(trained.path.resolve()))}; reading {html.escape(trained.spec.reading)}; '
-            f'inputs normalised with the training mean from {html.escape(trained.mean_source)}</p>'
+            f'inputs: {html.escape(trained.preprocessing)}</p>'
             + "".join(body) + "</body></html>\n")
 
 

@@ -12,6 +12,12 @@ fc8 (and a newly added conv6) keep the §5 initialisation the trainer gave them:
 weights ~ N(0, INIT.weight_std), fc8 bias ARCH.out_bias_init, conv6 bias
 SIXTH.bias_init.  Any other layer whose shape differs is a UserError naming it.
 
+The new run keeps the source's architecture (``model.arch``: a run imported from
+published weights stays torchvision's or Caffe's network) and the last step of its
+input normalisation (:class:`alexnet.data.norm.InputNorm`: channel order, unit,
+per-channel mean and std; and ``data.mean = "none"`` when the source used no
+training mean): the copied layers were trained on inputs normalised that way.
+
 The run directory is an ordinary training run (``alexnet train --resume RUN``
 continues it) plus ``RUN/finetune.json`` recording the source and which layers
 were copied and which are new; a checkpoint is written right after the copy.
@@ -19,6 +25,7 @@ were copied and which are new; a checkpoint is written right after the copy.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -26,17 +33,21 @@ from typing import Any
 import torch
 
 from alexnet.inference.trained import TrainedRun
-from alexnet.config import Config, apply_overrides, load_config
+from alexnet.config import Config, DataConfig, apply_overrides, load_config
 from alexnet.errors import UserError
 from alexnet.net.model import ModelSpec
 
 #: Layers that are always re-initialised: the output layer (its size is the class count).
 REPLACED = ("fc8",)
+#: The data keys of the input normalisation a fine-tune inherits from its source.
+INHERITED_NORM = ("channels", "input_unit", "input_mean", "input_std")
 
 
 def finetune_config(source_spec: ModelSpec, store: str | Path, *, preset: str = "paper",
-                    overrides: list[str] | None = None, add_conv6: bool = False) -> Config:
-    """The training config of a fine-tune: ``preset``, the source architecture, ``store``, then ``overrides``."""
+                    overrides: list[str] | None = None, add_conv6: bool = False,
+                    source_data: DataConfig | None = None) -> Config:
+    """The training config of a fine-tune: ``preset``, the source architecture and input normalisation
+    (from ``source_data``, the source run's data settings), ``store``, then ``overrides``."""
     config = load_config(preset)
     variants = list(source_spec.variants)
     if add_conv6 and "conv6" not in variants:
@@ -44,6 +55,12 @@ def finetune_config(source_spec: ModelSpec, store: str | Path, *, preset: str = 
     config.data.store = str(store)
     config.data.crop = source_spec.input_size
     config.model.reading = source_spec.reading
+    config.model.arch = source_spec.arch
+    if source_data is not None:
+        for key in INHERITED_NORM:
+            setattr(config.data, key, copy.deepcopy(getattr(source_data, key)))
+        if source_data.mean == "none":  # imported weights: their normalisation replaces a training mean
+            config.data.mean = "none"
     config.model.variants = variants
     config.model.width = source_spec.width
     config.model.fc_units = source_spec.fc_units
@@ -99,7 +116,8 @@ def prepare_finetune(
 
     source = TrainedRun.open(checkpoint, device="cpu")
     source_spec = source.spec
-    config = finetune_config(source_spec, store, preset=preset, overrides=overrides, add_conv6=add_conv6)
+    config = finetune_config(source_spec, store, preset=preset, overrides=overrides, add_conv6=add_conv6,
+                             source_data=source.data)
     trainer = Trainer(config, Path(out), progress=progress)
     new_layers = REPLACED + (("conv6",) if "conv6" in trainer.spec.variants and "conv6" not in source_spec.variants
                              else ())
@@ -108,6 +126,7 @@ def prepare_finetune(
         "source": str(source.path),
         "source_model_spec": source_spec.to_dict(),
         "source_classes": len(source.classes),
+        "source_inputs": _inputs(source),
         "model_spec": trainer.spec.to_dict(),
         "copied_layers": copied,
         "new_layers": fresh,
@@ -117,6 +136,13 @@ def prepare_finetune(
     trainer.finetune_info = info
     trainer.save_checkpoint()  # resumable from the first step: the copied weights are in last.pt
     return trainer
+
+
+def _inputs(source: TrainedRun) -> str:
+    try:
+        return source.preprocessing
+    except UserError as err:  # a source whose training mean is lost still fine-tunes (the new store's is used)
+        return f"unknown ({err})"
 
 
 def finetune(checkpoint: str | Path, store: str | Path, out: str | Path, **kwargs: Any):

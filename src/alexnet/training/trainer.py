@@ -147,7 +147,7 @@ class Trainer:
             "kind": KIND,
             "format": FORMAT,
             "model_spec": self.spec.to_dict(),
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model": {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "state": dict(self.state.__dict__),
