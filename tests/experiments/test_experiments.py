@@ -48,8 +48,9 @@ def _run(name, out, stores, params, seeds=None, cache=None):
                           cache=cache or out.parent / "cache", threads=1)
 
 
-def test_registry_lists_the_six_experiments():
-    assert set(REGISTRY) == {"relu-tanh", "lrn", "ablations", "patches-ensembles", "imagenette", "fashion-mnist"}
+def test_registry_lists_the_experiments():
+    assert set(REGISTRY) == {"relu-tanh", "lrn", "ablations", "patches-ensembles", "imagenette", "imagenette-128",
+                             "fashion-mnist"}
     for name in REGISTRY:
         for budget in ("quick", "full"):
             assert parameters(name, budget)

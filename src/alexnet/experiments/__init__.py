@@ -26,6 +26,7 @@ REGISTRY: dict[str, str] = {
     "ablations": "alexnet.experiments.ablations",
     "patches-ensembles": "alexnet.experiments.patches_ensembles",
     "imagenette": "alexnet.experiments.imagenette",
+    "imagenette-128": "alexnet.experiments.imagenette128",
     "fashion-mnist": "alexnet.experiments.fashion_mnist",
 }
 

@@ -31,15 +31,17 @@ def store_for(ctx: Context, dataset: str, make: Callable[[Path], Any]) -> Path:
     return path
 
 
-def prepared_from_tree(ctx: Context, dataset: str, folder: str, size: int) -> Path:
-    """A store prepared with :func:`alexnet.data.prepare.prepare` from ``data_root/folder`` at ``size``."""
+def prepared_from_tree(ctx: Context, dataset: str, folder: str, size: int, holdout: int = 0) -> Path:
+    """A store prepared with :func:`alexnet.data.prepare.prepare` from ``data_root/folder`` at ``size``
+    (with ``holdout`` training images per class set aside for decisions)."""
     from alexnet.data.prepare import prepare
 
     src = ctx.data_root / folder
     if dataset not in ctx.stores and not src.is_dir():
         raise UserError(f"{src} does not exist: name the folder holding {folder}/ or set ALEXNET_DATA", key="data_root")
     workers = max(1, min(2, os.cpu_count() or 1))
-    return store_for(ctx, dataset, lambda out: prepare(src, out, size=size, workers=workers, progress=ctx.progress))
+    return store_for(ctx, dataset, lambda out: prepare(src, out, size=size, holdout=holdout, workers=workers,
+                                                       progress=ctx.progress))
 
 
 def _held_out_name(store: Any) -> str:
@@ -53,10 +55,11 @@ def derived_store(ctx: Context, base: Path, *, train: int, val: int, train_eval:
     """A store with ``train`` (subset of the base's train), ``val`` (subset of its val/test) and
     ``train_eval`` (a subset of the new train split, to measure training error in eval mode).
 
-    0 means "all".  Subsets are seeded random draws; the store is cached by its counts.
+    0 means "all".  Subsets are seeded random draws; the store is cached by its counts.  A base
+    ``holdout`` split (decisions) is carried over whole.
     """
     from alexnet.data.shards import write_store
-    from alexnet.data.store import Store
+    from alexnet.data.store import HOLDOUT_SPLIT, Store
 
     src = Store(base)
     held = _held_out_name(src)
@@ -76,11 +79,16 @@ def derived_store(ctx: Context, base: Path, *, train: int, val: int, train_eval:
     if tmp.exists():
         shutil.rmtree(tmp)
     s_train, s_val = src.split("train"), src.split(held)
-    write_store(tmp, {
+    splits = {
         "train": (s_train.read(tr), s_train.labels[tr]),
         "val": (s_val.read(va), s_val.labels[va]),
         "train_eval": (s_train.read(te), s_train.labels[te]),
-    }, list(src.classes), source=f"{base} (train {train}, {held} {val}, train_eval {train_eval}, seed {seed})")
+    }
+    if HOLDOUT_SPLIT in src.splits():
+        s_hold = src.split(HOLDOUT_SPLIT)
+        splits[HOLDOUT_SPLIT] = (s_hold.read(np.arange(len(s_hold))), s_hold.labels)
+    write_store(tmp, splits, list(src.classes),
+                source=f"{base} (train {train}, {held} {val}, train_eval {train_eval}, seed {seed})")
     (tmp / "derived.json").write_text(json.dumps({"base": str(base), "train": train, "val": val,
                                                   "val_from": held, "train_eval": train_eval, "seed": seed}))
     if out.exists():

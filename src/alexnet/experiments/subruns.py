@@ -59,18 +59,19 @@ def train_sub_run(ctx: Context, sub: str, config: Any) -> dict[str, Any]:
 
 
 def evaluate_sub_run(ctx: Context, sub: str, store: Path, split: str,
-                     modes: tuple[str, ...] = ("centre",)) -> dict[str, Any]:
-    """Evaluate a sub-run's last weights on ``split``; cached in ``runs/<sub>/eval-<split>/``."""
+                     modes: tuple[str, ...] = ("centre",), checkpoint: str = "last.pt") -> dict[str, Any]:
+    """Evaluate a sub-run's ``checkpoint`` (``last.pt``, or ``best.pt``: the best by the decision split)
+    on ``split``; cached in ``runs/<sub>/eval-<split>/`` (``eval-<split>-best`` for best.pt)."""
     from alexnet.inference.evaluate import evaluate_checkpoint
 
     run_dir = ctx.run_dir(sub)
-    out = run_dir / f"eval-{split}"
+    out = run_dir / (f"eval-{split}" if checkpoint == "last.pt" else f"eval-{split}-{Path(checkpoint).stem}")
     summary = out / "eval.json"
     if summary.is_file():
         data = json.loads(summary.read_text())
         if all(f"{m}_top1_error" in data for m in modes):
             return data
-    source = run_dir / "checkpoints" / "last.pt"
+    source = run_dir / "checkpoints" / checkpoint
     evaluate_checkpoint(source, store, split=split, out=out, modes=modes, batch_size=128, device="cpu",
                         progress=ctx.progress)
     return json.loads(summary.read_text())
