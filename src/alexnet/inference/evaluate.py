@@ -33,7 +33,7 @@ from alexnet.data.batches import Augmentation, EvalBatches, loader
 from alexnet.errors import UserError
 from alexnet.inference.scoring import probabilities, topk_error_rates, topk_hits
 from alexnet.paper import ARCH, RESULTS, ErrorPair
-from alexnet.data.store import Store
+from alexnet.data.store import Store, manifest_digest
 from alexnet.inference.trained import TrainedRun
 from alexnet.runtime import distributed
 
@@ -226,6 +226,9 @@ def evaluate_checkpoint(
     store = Store(store_path)
     result = evaluate(run, store, split=split, modes=modes, batch_size=batch_size, progress=progress)
     if out is not None and distributed(run.device.type).main:
-        result.save(Path(out), {"checkpoint": str(run.path), "store": str(store.path), "reading": run.spec.reading,
+        result.save(Path(out), {"checkpoint": str(run.path), "store": str(store.path.resolve()),
+                                "store_manifest_sha256": manifest_digest(store),
+                                "images_sha256": store.manifest["splits"][result.split]["paths"]["sha256"],
+                                "reading": run.spec.reading,
                                 "mean": f"{run.data.mean} mean of the training set, from {run.mean_source}"})
     return result
