@@ -123,16 +123,23 @@ def test_a_damaged_last_checkpoint_falls_back_with_a_warning(tiny_store, tmp_pat
     assert event["removed_temporaries"] == [".last.pt.tmp-99999"]
 
 
-def test_resume_without_any_checkpoint_and_a_half_made_folder(tiny_store, tmp_path: Path) -> None:
-    """A run that stopped before its first checkpoint: --resume says so and --out reuses the folder."""
-    run = tmp_path / "run"
+def test_a_run_stopped_before_its_first_checkpoint_is_taken_by_out_and_by_resume(tiny_store, tmp_path: Path,
+                                                                                    capsys) -> None:
+    """A half-made run folder: --out reuses it, --resume trains it from the beginning with its config.toml."""
+    run, whole = tmp_path / "run", tmp_path / "whole"
     with pytest.raises(UserError, match="loss became"):
         train(tiny_config(tiny_store.path, "optim.lr=1e12"), run, progress=False)
     assert not list((run / "checkpoints").iterdir())
-    with pytest.raises(UserError, match="has no checkpoint.*--out"):
+    assert train(tiny_config(tiny_store.path, "run.max_steps=1"), run, progress=False).step == 1
+    (run / "checkpoints" / "last.pt").unlink()  # as if killed before the first checkpoint was written
+    (run / "model.json").write_text("{}")  # (not a run that never started any more) ...
+    with pytest.raises(UserError, match="no checkpoint left"):
         load_run_config(run)
-    state = train(tiny_config(tiny_store.path), run, progress=False)
-    assert state.done
+    (run / "model.json").unlink()  # ... but now it is
+    train(tiny_config(tiny_store.path), whole, progress=False)
+    train(load_run_config(run, ["run.max_steps=0"]), run, resume=True, progress=False)
+    assert "training it from the beginning" in capsys.readouterr().err
+    same_training_state(whole, run)
 
 
 def test_a_run_folder_has_one_writer(tiny_store, tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from alexnet.data.batches import Augmentation, EvalBatches, loader
 from alexnet.errors import UserError
 from alexnet.inference.scoring import probabilities, topk_error_rates, topk_hits
 from alexnet.paper import ARCH, RESULTS, ErrorPair
-from alexnet.data.store import Store, manifest_digest
+from alexnet.data.store import Store, manifest_digest, verify_for_use
 from alexnet.inference.trained import TrainedRun
 from alexnet.runtime import distributed
 
@@ -224,6 +224,7 @@ def evaluate_checkpoint(
     check_modes(modes)
     run = TrainedRun.open(source, device=device)
     store = Store(store_path)
+    verify_for_use(store, [store.evaluation_split(split)], "auto")  # a flipped byte in a small store: one line
     result = evaluate(run, store, split=split, modes=modes, batch_size=batch_size, progress=progress)
     if out is not None and distributed(run.device.type).main:
         result.save(Path(out), {"checkpoint": str(run.path), "store": str(store.path.resolve()),

@@ -34,7 +34,7 @@ from alexnet.inference.trained import FORMAT, KIND, check_compatible, read_check
 from alexnet.net.model import ModelSpec
 from alexnet.runtime import atomic_text
 from alexnet.training.checkpoint import atomic_save, set_rng_state
-from alexnet.training.rundir import TrainState
+from alexnet.training.rundir import TrainState, never_started
 
 #: Checkpoint files of a run, newest first: the last state, the one before it, the best one.
 LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
@@ -63,8 +63,8 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
 def read_resume_checkpoint(run_dir: Path) -> tuple[dict[str, Any], str | None]:
     """The checkpoint to resume ``run_dir`` from, and a warning when it is not ``last.pt``.
 
-    A UserError when there is none: the run never wrote one (it is then started afresh with
-    ``--out``, which accepts such a folder), or none of them reads.
+    A UserError when there is none, or none of them reads.  (A run that stopped before its first
+    checkpoint is started again by ``--resume`` and ``--out`` alike: :func:`open_for_resume`.)
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -74,8 +74,8 @@ def read_resume_checkpoint(run_dir: Path) -> tuple[dict[str, Any], str | None]:
     if not present:
         if not (run_dir / "config.toml").is_file():
             raise UserError(f"{run_dir} is not a run directory (it has no config.toml)", key="resume")
-        raise UserError(f"{run_dir} has no checkpoint: its training stopped before writing the first one; start "
-                        f"it again with `alexnet train --out {run_dir} ...` (the folder is reused)", key="resume")
+        raise UserError(f"{run_dir} has no checkpoint left in {folder} (last.pt, previous.pt and best.pt are "
+                        f"gone); train a new run with --out", key="resume")
     readable: dict[str, dict[str, Any]] = {}
     damaged: list[str] = []
     for name in present:
@@ -225,12 +225,18 @@ def save_checkpoint(trainer: Any, name: str = LAST) -> None:
                         f"(then `alexnet train --resume {trainer.run_dir}`)") from None
 
 
-def open_for_resume(trainer: Any) -> tuple[dict[str, Any], str | None, list[tuple[str, Any, Any]]]:
+def open_for_resume(trainer: Any) -> tuple[dict[str, Any], str | None, list[tuple[str, Any, Any]]] | None:
     """Lock the run (rank 0), read the checkpoint to resume from, check the config against it (the ``--set``
-    rule), before anything is built: (checkpoint, warning, changes)."""
+    rule), before anything is built: (checkpoint, warning, changes).  None for a run that stopped before
+    its first checkpoint: it starts again from the beginning."""
     if not Path(trainer.run_dir).is_dir():
         raise UserError(f"run directory {trainer.run_dir} does not exist", key="resume")
     trainer._on_main(trainer.lock.acquire)  # no other process writes the run from now on
+    if never_started(trainer.run_dir) and (Path(trainer.run_dir) / "config.toml").is_file():
+        if trainer.ctx.main:
+            print(f"note: {trainer.run_dir} has no checkpoint (it stopped before its first): training it from the "
+                  f"beginning", file=sys.stderr)
+        return None
     data, warning = read_resume_checkpoint(trainer.run_dir)
     changes = config_changes(data["config"], trainer.config)
     return data, warning, changes

@@ -10,7 +10,8 @@
     RUN/.lock              while a process trains the run (holder's pid inside; see runtime.FolderLock)
 
 A folder that a run created but left without any checkpoint (it failed or was stopped
-before its first) holds nothing worth keeping: ``--out`` reuses it.
+before its first) holds nothing worth keeping: ``--out`` reuses it and ``--resume`` trains
+it again from the beginning with its ``config.toml``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alexnet.config import Config, apply_overrides, config_from_dict, to_toml, validate
+from alexnet.config import Config, apply_overrides, config_from_dict, load_config, to_toml, validate
 from alexnet.data.store import Store
 from alexnet.errors import UserError
 from alexnet.net.model import ModelSpec
@@ -84,8 +85,7 @@ def never_started(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds only what a run writes before its first checkpoint (nothing to keep)."""
     names = {p.name for p in run_dir.iterdir()}
     ckpts = run_dir / "checkpoints"
-    return (names <= UNSTARTED and "config.toml" in names
-            and not (ckpts.is_dir() and any(p.suffix == ".pt" for p in ckpts.iterdir())))
+    return names <= UNSTARTED and not (ckpts.is_dir() and any(p.suffix == ".pt" for p in ckpts.iterdir()))
 
 
 def create_run_dir(run_dir: Path, config: Config, info: dict[str, Any], lock: FolderLock | None = None) -> None:
@@ -139,6 +139,8 @@ def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> Config
     from alexnet.training.resume import read_resume_checkpoint
 
     run_dir = Path(run_dir)
+    if run_dir.is_dir() and never_started(run_dir) and (run_dir / "config.toml").is_file():  # no checkpoint yet
+        return validate(load_config(file=run_dir / "config.toml", overrides=overrides))
     data, _ = read_resume_checkpoint(run_dir)
     config = config_from_dict(data["config"])
     store = config.data.store

@@ -75,6 +75,7 @@ class Trainer:
         """Everything a run needs: device, store, network, optimiser, schedule, run directory."""
         config = self.config
         self._saved = resuming.open_for_resume(self) if resume else None  # first: lock, checkpoint, --set rule
+        resume = self._saved is not None  # (not for a run that never wrote a checkpoint: it starts again)
         try:
             self.device = choose_device(config.run.device)
         except UserError as err:
