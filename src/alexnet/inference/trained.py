@@ -59,7 +59,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a damaged or foreign file
-        detail = (str(err).splitlines() or [""])[0] or "empty or truncated file"
+        detail = (str(err).splitlines() or [""])[0].split(". ")[0] or "empty or truncated file"
         others = [p.name for p in (path.with_name("previous.pt"), path.with_name("best.pt"))
                   if path.name == "last.pt" and p.is_file()]
         hint = (f"; the run also has {' and '.join(others)} in {path.parent}: name one of them instead "
