@@ -221,3 +221,96 @@ def bvlc_onnx(path: Path, *, input_size: int = 224, pool1: str = "pads", seed: i
     model.ir_version = 7
     onnx.save(model, str(path))
     return path
+
+
+# --------------------------------------------------------------------------- the command line in a subprocess
+
+#: The package's source folder, for ``python -m alexnet`` subprocesses.
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of an ``alexnet`` subprocess: this source tree first on the path."""
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SRC) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "alexnet", *map(str, args)]
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300):
+    """Run ``alexnet ARGS`` in a subprocess; the CompletedProcess (text stdout and stderr)."""
+    import subprocess
+
+    return subprocess.run(cli_command(*args), cwd=cwd, env=cli_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_cli(*args: str, cwd: Path | None = None, capture: bool = True):
+    """Start ``alexnet ARGS`` in a subprocess; the Popen.  ``capture``: pipe stdout and stderr (else discard
+    them: a process to be killed, whose orphaned children must not keep a pipe open)."""
+    import subprocess
+
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen(cli_command(*args), cwd=cwd, env=cli_env(), stdout=out, stderr=out, text=True)
+
+
+def one_line_error(stderr: str) -> str:
+    """The one line of a user error (asserts that there is exactly one line and no traceback)."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(("note:", "warning:"))]
+    assert len(lines) == 1 and "error:" in lines[0], stderr
+    return lines[0]
+
+
+def tiny_sets(*extra: str) -> list[str]:
+    """``--set`` arguments of the tiny recipe (for ``alexnet train`` subprocesses), then ``extra``; with this
+    process's torch thread count, so that the subprocess computes the same numbers as an in-process run."""
+    threads = f"run.threads={torch.get_num_threads()}"
+    return [arg for item in (*TINY_RECIPE, threads, *extra) for arg in ("--set", item)]
+
+
+def wait_for(predicate, timeout: float = 120, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def deterministic_records(run: Path) -> list[dict]:
+    """The step and epoch records of ``run``'s metrics.jsonl without their timings (what a resume must repeat)."""
+    import json
+
+    timing = {"images_per_s", "data_wait", "seconds"}
+    out = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("kind") in ("step", "epoch"):
+            out.append({k: v for k, v in record.items() if k not in timing})
+    return out
+
+
+def same_training_state(a: Path, b: Path) -> None:
+    """Assert that runs ``a`` and ``b`` end with the same weights, momentum, schedule, state and metrics."""
+    from alexnet.inference.trained import read_checkpoint
+
+    ca, cb = read_checkpoint(a / "checkpoints" / "last.pt"), read_checkpoint(b / "checkpoints" / "last.pt")
+    assert ca["model"].keys() == cb["model"].keys()
+    for key in ca["model"]:
+        assert torch.equal(ca["model"][key], cb["model"][key]), key
+    for k in ca["optimizer"]["state"]:
+        assert torch.equal(ca["optimizer"]["state"][k]["velocity"], cb["optimizer"]["state"][k]["velocity"]), k
+    assert ca["schedule"] == cb["schedule"]
+    assert ca["state"] == cb["state"]
+    assert deterministic_records(a) == deterministic_records(b)

@@ -42,7 +42,7 @@ def test_unknown_keys_list_the_valid_ones() -> None:
         load_config("paper", ["optimizer.lr=0.1"])
     with pytest.raises(UserError, match="preset: unknown value 'alexnet'; allowed: "):
         load_config("alexnet")
-    with pytest.raises(UserError, match="data.pca must be true or false"):
+    with pytest.raises(UserError, match="data.pca: must be true or false"):
         load_config("paper", ["data.pca=3"])
     with pytest.raises(UserError, match="expected section.key=value"):
         load_config("paper", ["lr=3"])
@@ -58,3 +58,42 @@ def test_resolved_config_round_trips_through_toml(tmp_path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         load_config(file=tmp_path / "missing.toml")
     assert isinstance(c, Config)
+
+
+def test_the_choices_restated_in_config_are_those_of_their_modules() -> None:
+    from alexnet.config import CHOICES
+    from alexnet.net.model import INITS
+    from alexnet.runtime import AMP_CHOICES
+    from alexnet.training.schedule import SCHEDULE_KINDS
+
+    assert CHOICES["model.init"] == INITS and CHOICES["schedule.kind"] == SCHEDULE_KINDS
+    assert CHOICES["run.amp"] == AMP_CHOICES
+
+
+def test_values_are_checked_in_one_place_with_their_key() -> None:
+    from alexnet.config import validate
+
+    with pytest.raises(UserError, match="must be at least 1, got 0") as err:
+        load_config("paper", ["optim.batch_size=0"])
+    assert err.value.key == "optim.batch_size"
+    config = load_config("paper")
+    config.data.workers = -1  # a library caller that skips load_config
+    with pytest.raises(UserError, match="data.workers: must be at least 0"):
+        validate(config)
+    assert load_config("paper", ["schedule.drop_epochs=3,5"]).schedule.drop_epochs == [3, 5]
+
+
+def test_the_choices_config_checks_are_the_ones_the_code_accepts() -> None:
+    """config.py sits below the modules that define the choices, so it restates them: they must not drift."""
+    from alexnet.config import CHOICES
+    from alexnet.data.augment import MEAN_MODES
+    from alexnet.data.norm import CHANNEL_ORDERS
+    from alexnet.net.model import ARCHS, INITS
+    from alexnet.paper import READINGS
+    from alexnet.runtime import AMP_CHOICES
+    from alexnet.training.schedule import SCHEDULE_KINDS
+
+    assert CHOICES["data.mean"] == MEAN_MODES and CHOICES["data.channels"] == CHANNEL_ORDERS
+    assert CHOICES["model.init"] == INITS and tuple(CHOICES["model.arch"]) == tuple(ARCHS)
+    assert CHOICES["model.reading"] == READINGS and CHOICES["run.amp"] == AMP_CHOICES
+    assert CHOICES["schedule.kind"] == SCHEDULE_KINDS

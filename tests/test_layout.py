@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "alexnet"
 #: Layers from the bottom up.  A module may import from its own layer or a lower one, never a higher one.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("alexnet", "alexnet.paper", "alexnet.published", "alexnet.errors"),
-    ("alexnet.config", "alexnet.runtime"),
+    ("alexnet.config", "alexnet.runtime", "alexnet.locks"),
     ("alexnet.data",),
     ("alexnet.net",),
     ("alexnet.inference",),

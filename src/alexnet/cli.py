@@ -1,8 +1,9 @@
 """The ``alexnet`` command line: parses arguments and calls library code.
 
 Every subcommand module exposes ``register(subparsers)`` and the function it
-registers as ``func``; a :class:`~alexnet.errors.UserError` becomes one line on
-stderr and exit status 2, never a traceback.  Library errors name the parameter
+registers as ``func``; a :class:`~alexnet.errors.UserError` (and, as a last resort,
+an ``OSError`` such as a full disk) becomes one line on stderr and exit status 2, never
+a traceback; Ctrl-C is exit status 130.  Library errors name the parameter
 they are about (``err.key``); here it becomes the flag the user typed
 (``batch_size`` -> ``--batch-size``, ``optim.lr`` -> ``--set optim.lr``).
 
@@ -13,6 +14,7 @@ Building the parser imports no torch and no numpy: ``alexnet --help`` and every
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import Sequence
@@ -80,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"alexnet {args.command}: interrupted; everything written so far is kept", file=sys.stderr)
         return 130
+    except OSError as err:  # the machine, not the program: a full disk, a file that cannot be written
+        why = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"alexnet {args.command}: error: {where}{why}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,13 +3,17 @@
 The defaults of every field come from :mod:`alexnet.paper`, so the ``paper``
 preset is empty.  Other presets (``src/alexnet/presets/*.toml``) change only
 what they must.  ``--set optim.lr=0.02`` overrides one key; an unknown section
-or key is a :class:`UserError` listing the valid ones.
+or key is a :class:`UserError` listing the valid ones.  :func:`validate` checks every
+value (ranges, choices) in one place, before anything is built or written: a bad value
+is a :class:`UserError` naming its key (``--set optim.batch_size: must be at least 1, got 0``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -17,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.errors import UserError
-from alexnet.paper import ARCH, CODE2012, DATA, LEARNING
+from alexnet.paper import ARCH, CODE2012, DATA, LEARNING, READINGS
 
 
 @dataclass
@@ -36,6 +40,7 @@ class DataConfig:
     input_unit: float = 1.0  # pixels divided by this after the mean (255: 0..1 inputs, torchvision's)
     input_mean: list[float] = field(default_factory=list)  # per-channel means subtracted after that
     input_std: list[float] = field(default_factory=list)  # per-channel standard deviations dividing last
+    verify: str = "auto"  # store checksums before training: "auto" (stores up to 2 GiB), "checksums", "sizes"
 
 
 @dataclass
@@ -97,6 +102,62 @@ class Config:
         return dataclasses.asdict(self)
 
 
+#: Choices of the string keys (a test pins the ones restated from higher layers to their sources).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.mean": ("image", "channel", "none"),  # alexnet.data.augment.MEAN_MODES
+    "data.channels": ("RGB", "BGR"),  # alexnet.data.norm.CHANNEL_ORDERS
+    "data.augment_device": ("cpu", "device"),
+    "data.verify": ("auto", "checksums", "sizes"),
+    "model.reading": READINGS,
+    "model.init": ("paper", "fan-in"),  # alexnet.net.model.INITS
+    "model.arch": ("alexnet2012", "owt2014", "caffe"),  # alexnet.net.model.ARCHS
+    "schedule.kind": ("plateau", "fixed", "code2012"),  # alexnet.training.schedule.SCHEDULE_KINDS
+    "run.amp": ("auto", "bf16", "off"),  # alexnet.runtime.AMP_CHOICES
+}
+#: Lower bounds (inclusive unless the key is in OPEN_BELOW) and upper bounds of the numeric keys.
+MINIMUM: dict[str, float] = {
+    "data.crop": 1, "data.pca_std": 0, "data.workers": 0, "data.input_unit": 0,
+    "model.num_classes": 0, "model.width": 0, "model.fc_units": 1,
+    "optim.lr": 0, "optim.momentum": 0, "optim.weight_decay": 0, "optim.batch_size": 1,
+    "schedule.patience": 1, "schedule.min_improvement": 0, "schedule.divisor": 1, "schedule.max_reductions": 0,
+    "schedule.max_epochs": 1,
+    "run.seed": 0, "run.checkpoint_every": 0, "run.log_every": 1, "run.max_steps": 0, "run.health_window": 0,
+    "run.snapshot_every": 0, "run.max_rollbacks": 0, "run.rollback_lr_factor": 0, "run.threads": 0,
+}
+OPEN_BELOW = {"model.width", "optim.lr", "schedule.divisor", "run.rollback_lr_factor", "data.input_unit"}
+MAXIMUM: dict[str, float] = {"optim.momentum": 1, "run.rollback_lr_factor": 1,
+                             "run.seed": 2**32 - 1}
+OPEN_ABOVE = {"optim.momentum"}
+
+
+def validate(config: "Config") -> "Config":
+    """Check every value of ``config``; the first bad one is a :class:`UserError` naming its key."""
+    values = {f"{section}.{k}": v for section, table in config.to_dict().items() for k, v in table.items()}
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"must be a finite number, got {value}", key=key)
+        if key in CHOICES and value not in CHOICES[key]:
+            raise UserError(f"unknown value {value!r}; allowed: {', '.join(CHOICES[key])}", key=key)
+        low, high = MINIMUM.get(key), MAXIMUM.get(key)
+        if low is not None and (value < low or (key in OPEN_BELOW and value == low)):
+            relation = "more than" if key in OPEN_BELOW else "at least"
+            raise UserError(f"must be {relation} {low:g}, got {value}", key=key)
+        if high is not None and (value > high or (key in OPEN_ABOVE and value == high)):
+            relation = "less than" if key in OPEN_ABOVE else "at most"
+            raise UserError(f"must be {relation} {high:g}, got {value}", key=key)
+    for key in ("data.train_split", "data.val_split"):
+        if not values[key] or "/" in values[key]:
+            raise UserError(f"must name a split of the store, got {values[key]!r}", key=key)
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", values["run.device"]):
+        raise UserError(f"unknown device {values['run.device']!r}; allowed: auto, cpu, cuda, cuda:N", key="run.device")
+    drops = values["schedule.drop_epochs"]
+    if not all(isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in drops) or drops != sorted(set(drops)):
+        raise UserError(f"must be increasing positive epochs, got {drops}", key="schedule.drop_epochs")
+    if not all(isinstance(v, str) for v in values["model.variants"]):
+        raise UserError(f"must be names of variants, got {values['model.variants']}", key="model.variants")
+    return config
+
+
 def presets() -> list[str]:
     """Names of the built-in presets."""
     folder = resources.files("alexnet") / "presets"
@@ -119,23 +180,30 @@ def _apply(config: Config, data: dict[str, Any], source: str, key: str | None = 
                 raise UserError(
                     f"{where}unknown key {section}.{name}; valid keys in [{section}]: {', '.join(valid)}", key=key
                 )
-            setattr(target, name, _coerce(f"{section}.{name}", getattr(target, name), value, where, key))
+            field_key = f"{section}.{name}" if key == "set" else key  # --set optim.lr: must be float, ...
+            setattr(target, name, _coerce(f"{section}.{name}", getattr(target, name), value, where, field_key))
 
 
 def _coerce(name: str, default: Any, value: Any, where: str, key: str | None) -> Any:
     """Check ``value`` against the type of the default, converting int -> float where harmless."""
+    where = "" if key == name else f"{where}{name} "  # an error keyed by the name need not repeat it
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise UserError(f"{where}{name} must be true or false, got {value!r}", key=key)
+            raise UserError(f"{where}must be true or false, got {value!r}", key=key)
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(default, list):
         if not isinstance(value, list):
-            value = [value] if not isinstance(value, str) else [v for v in value.split(",") if v]
+            value = [value] if not isinstance(value, str) else [v.strip() for v in value.split(",") if v.strip()]
+        if default and all(isinstance(d, int) for d in default):  # a list of numbers (drop epochs)
+            try:
+                value = [int(v) if isinstance(v, str) else v for v in value]
+            except ValueError:
+                raise UserError(f"{where}must be a list of whole numbers, got {value!r}", key=key) from None
         return value
     if not isinstance(value, type(default)) or isinstance(value, bool) and not isinstance(default, bool):
-        raise UserError(f"{where}{name} must be {type(default).__name__}, got {value!r}", key=key)
+        raise UserError(f"{where}must be {type(default).__name__}, got {value!r}", key=key)
     return value
 
 
@@ -186,7 +254,7 @@ def load_config(preset: str = "paper", overrides: list[str] | None = None, file:
             raise UserError(f"unknown value {preset!r}; allowed: {', '.join(names)}", key="preset")
         text = (resources.files("alexnet") / "presets" / f"{preset}.toml").read_text()
         _apply(config, tomllib.loads(text), f"preset {preset}")
-    return apply_overrides(config, overrides)
+    return validate(apply_overrides(config, overrides))
 
 
 def apply_overrides(config: Config, overrides: list[str] | None) -> Config:

@@ -174,16 +174,15 @@ def test_every_bad_input_gets_a_line_and_nothing_crashes(tmp_path: Path, monkeyp
     (cls / "nested").mkdir()
     _jpeg(src / "train" / "n02000002" / "ok.JPEG")
     (src / "train" / "n03000003").mkdir()  # a class without images: kept so indices stay stable
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300 * 200 - 1)
-
     out = tmp_path / "out"
-    report = prepare(src, out, size=S, workers=1, progress=False)
+    report = prepare(src, out, size=S, workers=1, progress=False, max_pixels=300 * 200 - 1)
     rejected = {Path(p).name: r for p, r in _rejected(out).items()}
     assert set(rejected) == {"truncated.JPEG", "zero.JPEG", "garbage.JPEG", "readme.txt", "huge.JPEG", "nested"}
     assert "truncated" in rejected["truncated.JPEG"] and "empty" in rejected["zero.JPEG"]
-    assert "not an image" in rejected["garbage.JPEG"] and "not an image" in rejected["readme.txt"]
+    assert "not an image" in rejected["garbage.JPEG"] and "skipped" in rejected["readme.txt"]
     assert "decompression-bomb" in rejected["huge.JPEG"]
-    assert report.rejected == 6 and report.upscaled == 1
+    assert report.rejected == 5 and report.skipped == 1 and report.upscaled == 1  # a stray text is no image
+    assert "1 non-image files skipped" in report.summary()
 
     store = Store(out)
     assert store.num_classes == 3 and store.classes[2][0] == "n03000003"

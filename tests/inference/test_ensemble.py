@@ -94,3 +94,31 @@ def test_runs_are_evaluated_and_need_data(tmp_path: Path) -> None:
     np.testing.assert_allclose(result.probs, (m1 + m2) / 2, atol=1e-6)
     with pytest.raises(UserError, match="neither a probability file"):
         ensemble([tmp_path / "s"])
+
+
+def test_members_evaluated_on_other_stores_are_refused(tmp_path: Path, capsys) -> None:
+    """Two stores with the same image count and labels but other images: eval.json records the store's
+    manifest digest and image list, and the ensemble refuses to average probabilities of different images."""
+    from helpers import quadrant_images
+    from alexnet.data.shards import write_store
+    from alexnet.inference.evaluate import evaluate_checkpoint
+
+    classes = [(f"n{i:08d}", f"class {i}") for i in range(4)]
+    rng = np.random.default_rng(0)
+    train = quadrant_images(32, 20, 4, rng)
+    images, labels = quadrant_images(16, 20, 4, rng)
+    a = write_store(tmp_path / "a", {"train": train, "val": (images, labels)}, classes)
+    b = write_store(tmp_path / "b", {"train": train, "val": (images[::-1].copy(), labels)}, classes,
+                    paths={"val": [f"other/{i}" for i in range(16)]})
+    run = make_checkpoint(tmp_path / "run", a)
+    ea = tmp_path / "ea"
+    evaluate_checkpoint(run, a.path, out=ea, modes=("ten",), device="cpu", progress=False)
+    eb = tmp_path / "eb"
+    evaluate_checkpoint(run, b.path, out=eb, modes=("ten",), device="cpu", progress=False)
+    with pytest.raises(UserError, match="were evaluated on different images"):
+        ensemble([ea, eb])
+    assert main(["ensemble", str(ea), str(eb), "--out", str(tmp_path / "ens")]) == 2
+    assert "different images" in capsys.readouterr().err
+    copy = tmp_path / "ea2"  # the same store, evaluated twice: fine
+    evaluate_checkpoint(run, a.path, out=copy, modes=("ten",), device="cpu", progress=False)
+    assert ensemble([ea, copy]).probs.shape == (16, 4)

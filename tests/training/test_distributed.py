@@ -82,3 +82,37 @@ def test_a_run_directory_error_on_rank_0_stops_every_rank(tiny_store, tmp_path: 
     (run / "keep.txt").write_text("earlier work")
     mp.spawn(_worker_expecting_error, args=(2, _free_port(), str(tiny_store.path), str(run)), nprocs=2, join=True)
     assert (run / "keep.txt").read_text() == "earlier work"
+
+
+def _resume_worker(rank: int, world: int, ports: list[int], store: str, root: str) -> None:
+    """One rank: an uninterrupted run, then a run stopped mid-epoch at step 4 and resumed (dropout on)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    from alexnet.training.rundir import load_run_config
+    from alexnet.training.trainer import train
+
+    import torch.distributed as dist
+
+    recipe = ["run.threads=1", "schedule.max_epochs=2", "schedule.patience=1", "run.log_every=1"]
+    try:
+        os.environ["MASTER_PORT"] = str(ports[0])
+        train(tiny_config(store, *recipe), Path(root) / "whole", progress=False)
+        os.environ["MASTER_PORT"] = str(ports[1])
+        train(tiny_config(store, *recipe, "run.max_steps=4"), Path(root) / "parts", progress=False)
+        os.environ["MASTER_PORT"] = str(ports[2])
+        train(load_run_config(Path(root) / "parts", ["run.max_steps=0"]), Path(root) / "parts", resume=True,
+              progress=False)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_a_resume_under_two_gloo_processes_is_bit_identical(tiny_store, tmp_path: Path) -> None:
+    """Every rank's random state (dropout) and epoch sums are in the checkpoint: stopping mid-epoch and
+    resuming with two processes ends exactly where two uninterrupted processes end."""
+    from helpers import same_training_state
+
+    ports = [_free_port() for _ in range(3)]
+    mp.spawn(_resume_worker, args=(2, ports, str(tiny_store.path), str(tmp_path)), nprocs=2, join=True)
+    ranks = read_checkpoint(tmp_path / "parts" / "checkpoints" / "last.pt")["ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])
+    same_training_state(tmp_path / "whole", tmp_path / "parts")

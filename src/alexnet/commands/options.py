@@ -72,7 +72,9 @@ def patch_modes(patches: str) -> tuple[str, ...]:
 def training_outcome(state, run_dir: str) -> str:
     """One line saying how a training call ended: finished (and why) or paused (and how to go on)."""
     if state.done:
-        return (f"finished after epoch {state.epoch} ({state.stop_reason}); lowest top-1 error on the split "
-                f"that decided (holdout, else val/test, else train) {state.best_top1:.4f}")
+        split = getattr(state, "decision_split", "") or "the split that decided"
+        kind = "training" if split == "train" else "decision"
+        return (f"finished after epoch {state.epoch} ({state.stop_reason}); lowest {kind} top-1 error "
+                f"(on {split}) {state.best_top1:.4f}")
     return (f"paused at step {state.step} (epoch {state.epoch + 1}, batch {state.batch}); "
             f"continue with `alexnet train --resume {run_dir}`")

@@ -11,7 +11,8 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.inference.predict import predict
 
     return predict(args.run, args.images, patches=args.patches, labels_file=args.labels,
-                   training_store=args.training_store, device=args.device, as_json=args.json, figure=args.figure)
+                   training_store=args.training_store, device=args.device, as_json=args.json, figure=args.figure,
+                   max_pixels=args.max_image_pixels)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,5 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
              dest="training_store")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--figure", metavar="PNG", help="also draw the images and their top-5 bars (Figure 4, left)")
+    parser.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
+                        help="refuse larger images as decompression bombs (default PIL's 89,478,485; 0: no limit)")
     add_device(parser)
     parser.set_defaults(func=run)

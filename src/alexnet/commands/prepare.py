@@ -14,6 +14,7 @@ from alexnet.paper import DATA
 FORMATS = ("npy", "jpeg")
 DEFAULT_SHARD_SIZE = 512
 DEFAULT_JPEG_QUALITY = 95
+DEFAULT_MAX_PIXELS = 89_478_485
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="npy: raw uint8 (fast reads); jpeg: re-encoded, smaller")
     p.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY,
                    help="quality of --format jpeg (default %(default)s)")
+    p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse images with more pixels as decompression bombs (default %(default)s, PIL's; "
+                        "0: no limit)")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     size = DATA.image_size if args.size is None else args.size  # --size 0 stays an error, not the default
     report = prepare(args.src, args.out, size=size, workers=args.workers, val_labels=args.val_labels,
                      split_half=args.split_half, holdout=args.holdout, seed=args.seed, shard_size=args.shard_size,
-                     progress=not args.quiet, fmt=args.format, quality=args.jpeg_quality)
+                     progress=not args.quiet, fmt=args.format, quality=args.jpeg_quality,
+                     max_pixels=args.max_image_pixels)
     print(report.summary())
     return 0

@@ -1,4 +1,9 @@
-"""``alexnet train``: the paper's recipe on a prepared store; ``--resume RUN`` continues a run."""
+"""``alexnet train``: the paper's recipe on a prepared store; ``--resume RUN`` continues a run.
+
+On ``--resume``, ``--set`` may change only the keys of :data:`alexnet.training.resume.RESUMABLE`
+(the learning rate, the epoch and step budgets, the schedule's patience, logging, workers...);
+each change is applied and logged, any other key is refused with one line.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ def run(args: argparse.Namespace) -> int:
     from alexnet.training.trainer import train
 
     overrides = list(args.set or [])
+    if args.verify_data:
+        overrides.append('data.verify="checksums"')
     if args.resume:
         if args.data or args.config or args.preset != "paper":
             raise UserError("--resume takes its configuration from the run; change it with --set only")
@@ -43,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="run directory to create")
     add_recipe(parser)
     parser.add_argument("--config", help="a TOML config file instead of a preset")
-    parser.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last checkpoint")
+    parser.add_argument("--resume", metavar="RUN",
+                        help="continue the run in RUN from its last checkpoint; --set may then change only the "
+                             "learning rate, budgets, schedule patience, logging and workers")
+    parser.add_argument("--verify-data", action="store_true",
+                        help="check every checksum of the splits read before training (sets data.verify; by "
+                             "default only stores up to 2 GiB are checked in full)")
     add_quiet(parser)
     parser.set_defaults(func=run)

@@ -30,6 +30,12 @@ from alexnet.errors import UserError
 from alexnet.paper import FALL2009
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: Files that are surely not images (notes, tables, archives, scripts): skipped by name, never decoded nor
+#: counted as rejected images; they are listed in rejected.tsv with the reason SKIPPED.
+NOT_IMAGE_SUFFIXES = (".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".xml", ".html", ".htm", ".pdf", ".doc",
+                      ".docx", ".py", ".sh", ".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".mat", ".db",
+                      ".ini", ".log", ".yaml", ".yml", ".toml", ".npy", ".npz", ".pkl", ".mp4", ".avi", ".mov")
+SKIPPED = "not an image file (skipped by its name)"
 
 
 @dataclass
@@ -43,6 +49,17 @@ class SourceImage:
 
 def _is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _images_only(files: list[os.DirEntry[str]], src: Path, rejected: list[tuple[str, str]]) -> list[os.DirEntry[str]]:
+    """``files`` without the ones named as non-images (those go to ``rejected`` as skipped)."""
+    kept = []
+    for f in files:
+        if f.name.lower().endswith(NOT_IMAGE_SUFFIXES):
+            rejected.append((os.path.relpath(f.path, src), SKIPPED))
+        else:
+            kept.append(f)
+    return kept
 
 
 def _scan_files(folder: Path) -> tuple[list[os.DirEntry[str]], list[os.DirEntry[str]]]:
@@ -103,7 +120,7 @@ def _class_tree(folder: Path, src: Path, class_index: dict[str, int] | None, spl
     files, dirs = _scan_files(folder)
     if class_index is None:
         class_index = {d.name: i for i, d in enumerate(dirs)}
-    for f in files:
+    for f in _images_only(files, src, rejected):
         rejected.append((os.path.relpath(f.path, src), "file outside any class folder"))
     items: list[SourceImage] = []
     per_class: dict[str, int] = {}
@@ -114,6 +131,7 @@ def _class_tree(folder: Path, src: Path, class_index: dict[str, int] | None, spl
                 f"split {split!r} must use the training class folders"
             )
         cfiles, cdirs = _scan_files(Path(d.path))
+        cfiles = _images_only(cfiles, src, rejected)
         for sub in cdirs:
             rejected.append((os.path.relpath(sub.path, src), "folder inside a class folder (not searched)"))
         per_class[d.name] = len(cfiles)
@@ -171,6 +189,7 @@ def discover(src: Path, val_labels: Path | None, split_half: bool, seed: int, ho
         per_class = {}
         for name in classes:
             cfiles, cdirs = _scan_files(src / name)
+            cfiles = _images_only(cfiles, src, pre["train"])
             for sub in cdirs:
                 pre["train"].append((os.path.relpath(sub.path, src), "folder inside a class folder (not searched)"))
             per_class[name] = len(cfiles)
@@ -247,6 +266,7 @@ def _flat_split(folder: Path, src: Path, classes: list[str], labels_file: Path |
     files, _ = _scan_files(folder)
     if labels_file is not None:
         files = [f for f in files if Path(f.path).resolve() != labels_file.resolve()]
+    files = _images_only(files, src, rejected)
     if labels_file is None:
         notes.append(f"{folder.name}/ is flat and has no labels file: stored unlabelled (label -1)")
         return [_stat_item(f, src, -1) for f in files]

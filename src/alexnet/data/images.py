@@ -32,14 +32,34 @@ twice as much for differences of about one grey level.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 JPEG_SUFFIXES = (".jpeg", ".jpg", ".jpe", ".jfif")
+#: PIL's default limit on one image's pixels: larger images are refused as decompression bombs
+#: (``--max-image-pixels`` of prepare and predict raises it; 0 removes it).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Decode with at most ``max_pixels`` pixels per image (0: no limit) in this process, then restore."""
+    if max_pixels < 0:
+        from alexnet.errors import UserError
+
+        raise UserError(f"must be 0 (no limit) or a positive number of pixels, got {max_pixels}",
+                        key="max_image_pixels")
+    before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, (max_pixels or None)
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
 
 
 class ImageRejected(Exception):
@@ -126,7 +146,7 @@ def load_image(path: str | os.PathLike[str], size: int) -> tuple[np.ndarray, lis
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 im = Image.open(fh)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise ImageRejected(f"decompression-bomb guard: {err}") from err
+            raise ImageRejected(f"decompression-bomb guard: {err} (raise the limit with --max-image-pixels)") from err
         except UnidentifiedImageError as err:
             raise ImageRejected("not an image file (format not recognised)") from err
         except Exception as err:  # noqa: BLE001 - any decoder failure rejects the file
@@ -137,7 +157,8 @@ def load_image(path: str | os.PathLike[str], size: int) -> tuple[np.ndarray, lis
                 limit = Image.MAX_IMAGE_PIXELS
                 if limit is not None and w * h > limit:
                     raise ImageRejected(
-                        f"decompression-bomb guard: {w}x{h} = {w * h} pixels exceeds Image.MAX_IMAGE_PIXELS = {limit}"
+                        f"decompression-bomb guard: {w}x{h} = {w * h} pixels exceeds the limit of {limit} "
+                        f"(raise it with --max-image-pixels)"
                     )
                 if path.suffix.lower() in JPEG_SUFFIXES and im.format != "JPEG":
                     notes.append(f"{im.format} content in a {path.suffix} file (decoded by content)")

@@ -26,7 +26,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from alexnet.data.discover import SourceImage, class_names, discover
+from alexnet.data.discover import SKIPPED, SourceImage, class_names, discover
+from alexnet.data.images import DEFAULT_MAX_PIXELS, pixel_limit
 from alexnet.data.shards import finalize_store, load_valid_sidecar, write_shard
 from alexnet.data.stats import stats_partial
 from alexnet.data.store import (
@@ -35,12 +36,13 @@ from alexnet.data.store import (
     FORMAT_VERSION,
     FORMATS,
     MANIFEST,
+    MARKER,
     load_shard,
 )
 from alexnet.errors import UserError
 from alexnet.paper import DATA, FALL2009
-
-MARKER = ".prepare-in-progress.json"
+from alexnet.locks import LOCK_NAME, FolderLock, die_with_parent
+from alexnet.runtime import atomic_json, fsync_dir
 
 
 @dataclass
@@ -50,11 +52,12 @@ class PrepareReport:
     out: Path
     counts: dict[str, int]  # images stored per split
     num_classes: int
-    rejected: int
+    rejected: int  # images that could not be used
     upscaled: int
     noted: int  # images stored with a note in notes.tsv
     empty_classes: list[str]
     notes: list[str] = field(default_factory=list)  # run-level messages
+    skipped: int = 0  # files that are not images by their name (notes.txt...), listed in rejected.tsv
     shards_written: int = 0
     shards_reused: int = 0
     seconds: float = 0.0
@@ -71,7 +74,8 @@ class PrepareReport:
             f"{self.shards_written} shards written, {self.shards_reused} reused; "
             f"{self.seconds:.1f} s ({self.images_per_second:.0f} images/s)",
             f"{self.rejected} files rejected (see rejected.tsv); {self.upscaled} images upscaled; "
-            f"{self.noted} images with notes (see notes.tsv)",
+            f"{self.noted} images with notes (see notes.tsv)"
+            + (f"; {self.skipped} non-image files skipped" if self.skipped else ""),
         ]
         if self.empty_classes:
             lines.append(f"warning: {len(self.empty_classes)} classes have no images: {', '.join(self.empty_classes[:10])}")
@@ -94,10 +98,11 @@ class _ShardTask:
     quality: int
 
 
-def _worker_init(max_pixels: int | None) -> None:
+def _worker_init(max_pixels: int | None, parent: int) -> None:
     import torch
     from PIL import Image
 
+    die_with_parent(parent)  # a kill -9 of prepare must not leave workers writing shards
     Image.MAX_IMAGE_PIXELS = max_pixels
     torch.set_num_threads(1)  # one process per core, as torch's DataLoader workers do
 
@@ -165,7 +170,7 @@ def _check_out(out: Path, src: Path) -> None:
         raise UserError(f"output folder {out} is the source folder; choose another")
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK_NAME and not p.name.startswith(".write-test-") for p in out.iterdir()):
         if not (out / MANIFEST).is_file() and not (out / MARKER).is_file():
             raise UserError(f"output folder {out} is not empty and is not a store; choose an empty or new folder")
     try:
@@ -217,11 +222,16 @@ def prepare(
     progress: bool = True,
     fmt: str = "npy",
     quality: int = DEFAULT_JPEG_QUALITY,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> PrepareReport:
     """Turn the image tree ``src`` into a store in ``out``; resumable, parallel over ``workers``.
 
     Rerunning on a partly written ``out`` reuses every finished shard whose checksum
-    still matches and produces the same bytes as an uninterrupted run.
+    still matches and produces the same bytes as an uninterrupted run.  While it runs,
+    ``out`` is locked (a second ``prepare`` on it stops with one line naming this one)
+    and marked unfinished: its manifest is removed before anything is rewritten and
+    written last, so no reader ever takes a half-rewritten store for a finished one.
+    ``max_pixels``: images with more pixels are refused as decompression bombs (0: no limit).
     """
     start = time.perf_counter()
     src, out = Path(src), Path(out)
@@ -239,17 +249,39 @@ def prepare(
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if workers < 1:
         raise UserError(f"must be at least 1, got {workers}", key="workers")
+    if max_pixels < 0:
+        raise UserError(f"must be 0 (no limit) or a positive number of pixels, got {max_pixels}",
+                        key="max_image_pixels")
 
     plan = discover(src, Path(val_labels) if val_labels else None, split_half, seed, holdout)
     notes = list(plan.notes)
     classes = class_names(src, plan.classes, notes)
     _check_out(out, src)
+    lock = FolderLock(out, "store").acquire()
+    try:
+        return _prepare_locked(src, out, plan, notes, classes, start=start, size=size, workers=workers,
+                               val_labels=val_labels, split_half=split_half, holdout=holdout, seed=seed,
+                               shard_size=shard_size, progress=progress, fmt=fmt, quality=quality,
+                               max_pixels=max_pixels)
+    finally:
+        lock.release()
+
+
+def _prepare_locked(src: Path, out: Path, plan: Any, notes: list[str], classes: list[tuple[str, str]], *,
+                    start: float, size: int, workers: int, val_labels: Path | None, split_half: bool, holdout: int,
+                    seed: int, shard_size: int, progress: bool, fmt: str, quality: int,
+                    max_pixels: int) -> PrepareReport:
+    """:func:`prepare` once ``out`` is checked and locked."""
     options = {"size": size, "shard_size": shard_size, "format": fmt, "val_labels": str(val_labels) if val_labels else None,
                "split_half": split_half, "holdout": holdout, "seed": seed if split_half or holdout else None}
     if fmt == "jpeg":
         options["jpeg_quality"] = quality
     try:
-        (out / MARKER).write_text(json.dumps(options, sort_keys=True) + "\n")
+        atomic_json(out / MARKER, options, sort_keys=True)
+        # the old manifest goes before the first rewrite: an interrupted rerun never leaves a store
+        # that looks finished beside shards, labels or statistics of the new plan
+        (out / MANIFEST).unlink(missing_ok=True)
+        fsync_dir(out)
     except OSError as err:
         raise _os_user_error(err, f"cannot write to output folder {out}") from err
 
@@ -268,9 +300,9 @@ def prepare(
     results: dict[tuple[str, int], dict[str, Any]] = {}
     total = sum(len(t.items) for t in tasks)
     bar: Any = _NoBar()
-    from PIL import Image
-
     executor = None
+    stack = contextlib.ExitStack()
+    stack.enter_context(pixel_limit(max_pixels or 0))  # workers=1 decodes in this process
     try:
         import torch  # noqa: F401 - imported once here (seconds) rather than in every forked worker
 
@@ -280,7 +312,7 @@ def prepare(
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             executor = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
-                                           initializer=_worker_init, initargs=(Image.MAX_IMAGE_PIXELS,))
+                                           initializer=_worker_init, initargs=(max_pixels or None, os.getpid()))
             futures = {executor.submit(_run_shard, t): t for t in tasks}
             from concurrent.futures import as_completed
 
@@ -318,14 +350,17 @@ def prepare(
         raise _os_user_error(err, f"writing the store {out} failed") from err
     finally:
         bar.close()
+        stack.close()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
     try:
         (out / MARKER).unlink()
+        fsync_dir(out)
     except OSError:
         pass
 
     all_cars = [c for cars in sidecars.values() for c in cars]
+    skipped = sum(1 for pre in plan.pre_rejected.values() for _, reason in pre if reason == SKIPPED)
     note_rows = [n for c in all_cars for n in c["notes"]]
     empty = list(plan.empty_classes)
     if empty:
@@ -334,7 +369,8 @@ def prepare(
         out=out,
         counts={s: sum(c["count"] for c in cars) for s, cars in sidecars.items()},
         num_classes=len(classes),
-        rejected=sum(len(c["rejected"]) for c in all_cars) + sum(len(p) for p in plan.pre_rejected.values()),
+        rejected=sum(len(c["rejected"]) for c in all_cars) + sum(len(p) for p in plan.pre_rejected.values()) - skipped,
+        skipped=skipped,
         upscaled=sum(1 for _, n in note_rows if n.startswith("upscaled")),
         noted=len({p for p, _ in note_rows}),
         empty_classes=empty,

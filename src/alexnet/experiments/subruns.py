@@ -48,6 +48,7 @@ def train_sub_run(ctx: Context, sub: str, config: Any) -> dict[str, Any]:
         state = trainer.state
         if not state.done:
             trainer.save_checkpoint()
+        trainer.lock.release()
         step, epoch, schedule_done = state.step, state.epoch, state.done
     except HealthError as err:
         status, reason, step, epoch, schedule_done = "failed", str(err), -1, -1, False

@@ -12,13 +12,15 @@ The ensemble's prediction for an image is the arithmetic mean of the members'
 probability vectors (each member's own prediction being, by default, its
 ten-patch softmax average of §4.1).  Every member must cover the same images in
 the same order: the same image count, class count, labels and (where recorded)
-class table; a member that disagrees is named in a :class:`UserError`.
+class table, and -- where ``eval.json`` records them -- the same store (its path and the
+digest of its manifest), split and image list; a member that disagrees is named in a
+:class:`UserError`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +42,7 @@ class Member:
     labels: np.ndarray | None  # (N,) int64
     classes: list[tuple[str, str]] | None
     split: str | None
+    origin: dict[str, Any] = field(default_factory=dict)  # store, store_manifest_sha256, images_sha256 (eval.json)
 
 
 def _read_npy(path: Path, what: str) -> np.ndarray:
@@ -66,7 +69,26 @@ def _load_probs(path: Path, name: str) -> Member:
     labels = _read_npy(labels_path, "labels").astype(np.int64) if labels_path.is_file() else None
     meta = _eval_json(folder)
     classes = [tuple(c) for c in meta["classes"]] if meta.get("classes") else None
-    return Member(name, str(path), probs, labels, classes, meta.get("split"))
+    return Member(name, str(path), probs, labels, classes, meta.get("split"), _origin(meta))
+
+
+def _origin(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta[k] for k in ("store", "store_manifest_sha256", "images_sha256") if meta.get(k)}
+
+
+def _other_images(m: Member, first: Member) -> str | None:
+    """How ``m`` was evaluated on other images than ``first`` (as far as both record it), else None."""
+    a, b = m.origin, first.origin
+    if a.get("images_sha256") and b.get("images_sha256") and a["images_sha256"] != b["images_sha256"]:
+        return "their image lists differ"
+    if m.split and first.split and m.split != first.split:
+        return f"splits {m.split!r} and {first.split!r}"
+    if a.get("store_manifest_sha256") and b.get("store_manifest_sha256"):
+        if a["store_manifest_sha256"] != b["store_manifest_sha256"]:
+            return f"stores {a.get('store')} and {b.get('store')}, whose manifests differ"
+    elif a.get("store") and b.get("store") and Path(a["store"]).resolve() != Path(b["store"]).resolve():
+        return f"stores {a['store']} and {b['store']}"
+    return None
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -103,8 +125,9 @@ def load_member(
         out = None if work is None else work / "members" / f"{index + 1}"
         result = evaluate_checkpoint(path, data, split=split, out=out, modes=(patches,), batch_size=batch_size,
                                      device=device, progress=progress)
+        origin = _origin(_eval_json(out)) if out is not None else {}
         return Member(name, str(out or path), result.probs[patches], result.labels, list(result.classes),
-                      result.split)
+                      result.split, origin)
     if path.is_dir() and any(path.glob("probs_*.npy")):
         have = ", ".join(sorted(p.name for p in path.glob("probs_*.npy")))
         raise UserError(f"ensemble member {path} has no probs_{patches}.npy (it has {have}); "
@@ -133,6 +156,10 @@ def check_members(members: Sequence[Member], labels: np.ndarray | None = None) -
         if m.probs.shape[1] != first.probs.shape[1]:
             raise UserError(f"{m.source} has {m.probs.shape[1]} classes but {first.source} has "
                             f"{first.probs.shape[1]}")
+        other = _other_images(m, first)
+        if other:
+            raise UserError(f"{m.source} and {first.source} were evaluated on different images ({other}): the "
+                            f"members must be evaluated on the same images of the same store")
         if m.classes and first.classes and m.classes != first.classes:
             diff = next(i for i, (a, b) in enumerate(zip(m.classes, first.classes)) if a != b)
             raise UserError(f"{m.source} has another class table than {first.source} "

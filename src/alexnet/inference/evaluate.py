@@ -33,7 +33,7 @@ from alexnet.data.batches import Augmentation, EvalBatches, loader
 from alexnet.errors import UserError
 from alexnet.inference.scoring import probabilities, topk_error_rates, topk_hits
 from alexnet.paper import ARCH, RESULTS, ErrorPair
-from alexnet.data.store import Store
+from alexnet.data.store import Store, manifest_digest, verify_for_use
 from alexnet.inference.trained import TrainedRun
 from alexnet.runtime import distributed
 
@@ -225,11 +225,14 @@ def evaluate_checkpoint(
     check_modes(modes)
     run = TrainedRun.open(source, device=device)
     store = Store(store_path)
+    verify_for_use(store, [store.evaluation_split(split)], "auto")  # a flipped byte in a small store: one line
     result = evaluate(run, store, split=split, modes=modes, batch_size=batch_size, progress=progress)
     result.published = (run.source or {}).get("published_accuracy")
     if out is not None and distributed(run.device.type).main:
-        extra = {"checkpoint": str(run.path), "store": str(store.path), "reading": run.spec.reading,
-                 "arch": run.spec.arch, "mean": run.preprocessing}
+        extra = {"checkpoint": str(run.path), "store": str(store.path.resolve()),
+                 "store_manifest_sha256": manifest_digest(store),
+                 "images_sha256": store.manifest["splits"][result.split]["paths"]["sha256"],
+                 "reading": run.spec.reading, "arch": run.spec.arch, "mean": run.preprocessing}
         if result.published:
             extra["weights"] = result.published
         result.save(Path(out), extra)

@@ -219,8 +219,12 @@ def predict(
     device: str = "auto",
     as_json: bool = False,
     figure: str | Path | None = None,
+    max_pixels: int | None = None,
 ) -> int:
-    """The ``alexnet predict`` command: prints, draws, returns 0, or 1 if any image failed to decode."""
+    """The ``alexnet predict`` command: prints, draws, returns 0, or 1 if any image failed to decode.
+
+    ``max_pixels``: larger images are refused as decompression bombs (0: no limit; default PIL's).
+    """
     if not images:
         raise UserError("give at least one image file")
     if patches not in PATCH_MODES:
@@ -231,7 +235,10 @@ def predict(
     def report(image: str, reason: str) -> None:
         print(f"alexnet predict: skipped {image}: {reason}", file=sys.stderr)
 
-    preds, failed = predict_images(predictor, images, patches=patches, labels=given, on_error=report)
+    from alexnet.data.images import DEFAULT_MAX_PIXELS, pixel_limit
+
+    with pixel_limit(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels):
+        preds, failed = predict_images(predictor, images, patches=patches, labels=given, on_error=report)
     if as_json:
         print(json.dumps({"checkpoint": str(predictor.run.path), "patches": patches,
                           "mean": predictor.run.mean_source,

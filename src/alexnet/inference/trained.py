@@ -66,7 +66,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a damaged or foreign file
-        raise UserError(f"{path} is not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        detail = (str(err).splitlines() or [""])[0].split(". ")[0] or "empty or truncated file"
+        others = [p.name for p in (path.with_name("previous.pt"), path.with_name("best.pt"))
+                  if path.name == "last.pt" and p.is_file()]
+        hint = (f"; the run also has {' and '.join(others)} in {path.parent}: name one of them instead "
+                f"(`alexnet train --resume` falls back by itself)") if others else ""
+        raise UserError(f"{path} is not a readable checkpoint ({type(err).__name__}: {detail}){hint}") from None
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise UserError(f"{path} is not an alexnet checkpoint")
     data["path"] = str(path)

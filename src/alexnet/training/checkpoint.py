@@ -10,6 +10,7 @@ moment leaves the previous checkpoint intact.  Reading one (and opening a run):
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,21 @@ from alexnet.inference.trained import FORMAT, KIND  # noqa: F401 - the format is
 from alexnet.runtime import atomic_write
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` via a temporary file and ``os.replace``."""
+def atomic_save(obj: Any, path: Path, *, previous: Path | None = None) -> None:
+    """``torch.save`` to ``path`` via a temporary file and ``os.replace``.
+
+    With ``previous``, the file ``path`` held until now is kept under that name (a hard link,
+    so no copy and no moment without either file): the fallback when ``path`` is later damaged.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if previous is not None and path.is_file():
+        link = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+        try:
+            link.unlink(missing_ok=True)
+            os.link(path, link)
+            os.replace(link, previous)
+        except OSError:  # a file system without hard links: no previous checkpoint is kept
+            link.unlink(missing_ok=True)
     atomic_write(path, lambda f: torch.save(obj, f))
 
 

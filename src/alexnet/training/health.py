@@ -50,6 +50,14 @@ class HealthMonitor:
     history: deque = field(default_factory=deque)  # losses of the explosion check
     grad_norms: deque = field(default_factory=deque)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The recent losses and gradient norms (saved in checkpoints, so a resume judges as before)."""
+        return {"recent": list(self.recent), "history": list(self.history), "grad_norms": list(self.grad_norms)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("recent", "history", "grad_norms"):
+            setattr(self, name, deque(float(v) for v in state.get(name, [])))
+
     @property
     def chance(self) -> float:
         """The loss of a uniform guess, ln(C)."""

@@ -4,25 +4,32 @@
     RUN/run.json           reading, versions, seed, world size, store, classes, command
     RUN/metrics.jsonl      one JSON object per log line (alexnet.training.metrics)
     RUN/tensorboard/       TensorBoard event files
-    RUN/checkpoints/       last.pt (the newest state) and best.pt (lowest decision-split error)
+    RUN/checkpoints/       last.pt (the newest state), previous.pt (the one before) and best.pt
+                           (lowest decision-split error)
     RUN/model.safetensors  final weights (+ RUN/model.json: the spec and classes)
+    RUN/.lock              while a process trains the run (holder's pid inside; see runtime.FolderLock)
+
+A folder that a run created but left without any checkpoint (it failed or was stopped
+before its first) holds nothing worth keeping: ``--out`` reuses it and ``--resume`` trains
+it again from the beginning with its ``config.toml``.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alexnet.config import Config, apply_overrides, config_from_dict, to_toml
+from alexnet.config import Config, apply_overrides, config_from_dict, load_config, to_toml, validate
 from alexnet.data.store import Store
 from alexnet.errors import UserError
-from alexnet.inference.trained import read_checkpoint
 from alexnet.net.model import ModelSpec
-from alexnet.runtime import Dist, versions
+from alexnet.locks import LOCK_NAME, FolderLock
+from alexnet.runtime import Dist, atomic_json, atomic_text, versions
 
 
 @dataclass
@@ -37,6 +44,7 @@ class TrainState:
     stop_reason: str = ""
     lr_factor: float = 1.0  # the health check's multiplier on the schedule's rate (roll-backs)
     rollbacks: int = 0  # explosions rolled back so far
+    decision_split: str = ""  # the split whose error best_top1 is (the training split when the store has no other)
 
 
 def model_spec(config: Config, store: Store) -> ModelSpec:
@@ -69,14 +77,48 @@ def run_info(config: Config, spec: ModelSpec, ctx: Dist, device: Any, store: Sto
     }
 
 
-def create_run_dir(run_dir: Path, config: Config, info: dict[str, Any]) -> None:
-    """Create ``run_dir`` with its config and run.json; a UserError if it already holds something."""
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(f"run directory {run_dir} already exists and is not empty; "
-                        f"continue it with `alexnet train --resume {run_dir}` or choose another", key="out")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(to_toml(config))
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+#: What a run writes before its first checkpoint: a folder holding only these is reused by ``--out``.
+UNSTARTED = {"config.toml", "run.json", "metrics.jsonl", "tensorboard", "checkpoints", LOCK_NAME}
+
+
+def never_started(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds only what a run writes before its first checkpoint (nothing to keep)."""
+    names = {p.name for p in run_dir.iterdir()}
+    ckpts = run_dir / "checkpoints"
+    return names <= UNSTARTED and not (ckpts.is_dir() and any(p.suffix == ".pt" for p in ckpts.iterdir()))
+
+
+def create_run_dir(run_dir: Path, config: Config, info: dict[str, Any], lock: FolderLock | None = None) -> None:
+    """Create ``run_dir`` (locked with ``lock``) with its config and run.json.
+
+    A UserError (nothing written) if it holds a run with a checkpoint or anything else; a
+    folder a run left before its first checkpoint is cleared and reused.
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if lock is not None:
+            lock.acquire()
+        if any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+            if not never_started(run_dir):
+                raise UserError(f"run directory {run_dir} already exists and is not empty; "
+                                f"continue it with `alexnet train --resume {run_dir}` or choose another", key="out")
+            print(f"note: {run_dir} holds a run that stopped before its first checkpoint; starting it afresh",
+                  file=sys.stderr)
+            for p in run_dir.iterdir():
+                if p.name != LOCK_NAME:
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        atomic_text(run_dir / "config.toml", to_toml(config))
+        atomic_json(run_dir / "run.json", info, indent=2)
+    except OSError as err:
+        if lock is not None:
+            lock.release()
+        why = "the disk is full" if err.errno == 28 else (err.strerror or str(err))
+        raise UserError(f"cannot create run directory {run_dir}: {why}", key="out") from None
+    except UserError:
+        if lock is not None:
+            lock.release()
+        raise
 
 
 def export_weights(run_dir: Path, model: Any, spec: ModelSpec, classes: list[tuple[str, str]]) -> None:
@@ -89,6 +131,24 @@ def export_weights(run_dir: Path, model: Any, spec: ModelSpec, classes: list[tup
 
 
 def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> Config:
-    """The config of an existing run (from its last checkpoint), with optional overrides."""
-    data = read_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")
-    return apply_overrides(config_from_dict(data["config"]), overrides)
+    """The config of an existing run (from the checkpoint a resume would use), with optional overrides.
+
+    A store recorded as a relative path (by older versions) that does not resolve from here is
+    replaced by the absolute path in ``run.json``.
+    """
+    from alexnet.training.resume import read_resume_checkpoint
+
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and never_started(run_dir) and (run_dir / "config.toml").is_file():  # no checkpoint yet
+        return validate(load_config(file=run_dir / "config.toml", overrides=overrides))
+    data, _ = read_resume_checkpoint(run_dir)
+    config = config_from_dict(data["config"])
+    store = config.data.store
+    if store and not Path(store).is_absolute() and not Path(store).is_dir():
+        try:
+            recorded = json.loads((run_dir / "run.json").read_text()).get("store", "")
+        except (OSError, ValueError, AttributeError):
+            recorded = ""
+        if recorded and Path(recorded).is_dir():
+            config.data.store = recorded
+    return validate(apply_overrides(config, overrides))

@@ -70,6 +70,16 @@ class _Schedule:
         for group in optimizer.param_groups:
             group["lr"] = self._lr * group.get("lr_scale", 1.0)
 
+    def set_lr(self, lr: float) -> None:
+        """Make ``lr`` the rate from now on (a ``--resume --set optim.lr``); later drops divide it."""
+        if not lr > 0:
+            raise UserError(f"schedule: lr must be > 0, got {lr}")
+        self._lr = float(lr)
+
+    def set_max_epochs(self, epochs: int) -> None:
+        """Stop after ``epochs`` completed epochs (a ``--resume --set schedule.max_epochs``)."""
+        raise NotImplementedError
+
     def _check_epoch(self, epoch: int) -> None:
         if epoch <= self.last_epoch:
             raise UserError(
@@ -165,6 +175,9 @@ class PlateauSchedule(_Schedule):
         self.best = float(state["best"])
         self.bad_epochs = int(state["bad_epochs"])
 
+    def set_max_epochs(self, epochs: int) -> None:
+        self.max_epochs = int(epochs)
+
     def improves(self, val_error: float) -> bool:
         """Whether ``val_error`` counts as an improvement on the reference ``best``."""
         return val_error < self.best and self.best - val_error >= self.min_improvement
@@ -240,6 +253,13 @@ class FixedSchedule(_Schedule):
 
     def _config(self) -> dict[str, Any]:
         return dict(lr=self.lr, drop_epochs=list(self.drop_epochs), divisor=self.divisor, stop_epoch=self.stop_epoch)
+
+    def set_lr(self, lr: float) -> None:
+        super().set_lr(lr)
+        self.lr = self._lr * self.divisor ** sum(1 for e in self.drop_epochs if e <= self.last_epoch)
+
+    def set_max_epochs(self, epochs: int) -> None:
+        self.stop_epoch = int(epochs)
 
     def lr_after(self, epoch: int) -> float:
         """The base learning rate used for the epoch after ``epoch`` completed epochs."""

@@ -10,6 +10,12 @@ split when it has one.
 Under ``torchrun`` every rank trains on its slice of each global batch with
 DistributedDataParallel (NCCL on GPUs, gloo on the CPU); metrics are reduced
 across ranks and only rank 0 writes.
+
+Every value is checked (:func:`alexnet.config.validate`) and the store opened and checked
+before the run directory is created; rank 0 holds a lock on the run directory while it
+trains.  Resuming (:mod:`alexnet.training.resume`) restores every rank's random state and
+the running sums of the epoch in progress, so a resumed run is bit-identical on the CPU;
+Ctrl-C writes a checkpoint first (:mod:`alexnet.training.interrupt`).
 """
 
 from __future__ import annotations
@@ -25,16 +31,18 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from alexnet.inference.trained import FORMAT, KIND, check_compatible, read_checkpoint, strip_module_prefix
-from alexnet.training.checkpoint import atomic_save, rng_state, set_rng_state
-from alexnet.config import Config
+from alexnet.training.checkpoint import rng_state
+from alexnet.config import Config, validate
 from alexnet.data.batches import Augmentation, EvalBatches, TrainBatches, loader
-from alexnet.data.store import HOLDOUT_SPLIT, Store
+from alexnet.data.store import HOLDOUT_SPLIT, Store, manifest_digest, verify_for_use
 from alexnet.errors import UserError
 from alexnet.inference.scoring import topk_errors
-from alexnet.net.model import AlexNet, ModelSpec, build_model
+from alexnet.net.model import AlexNet, build_model
+from alexnet.locks import FolderLock
 from alexnet.runtime import all_sum, autocast_dtype, choose_device, device_kind, distributed, tune_cpu_allocator
+from alexnet.training import resume as resuming
 from alexnet.training.health import HealthError, HealthMonitor, Snapshots
+from alexnet.training.interrupt import Interrupt, stop_interrupted
 from alexnet.training.metrics import MetricsLog
 from alexnet.training.optim import PaperSGD, param_groups
 from alexnet.training.rundir import TrainState, create_run_dir, export_weights, model_spec, run_info
@@ -45,7 +53,12 @@ class Trainer:
     """Builds everything a run needs from a config and a run directory, then trains."""
 
     def __init__(self, config: Config, run_dir: Path, *, resume: bool = False, progress: bool = True) -> None:
+        validate(config)  # every value, before anything is built or written
         self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.lock = FolderLock(self.run_dir, "run directory")
+        self.interrupt = Interrupt()
+        self.epoch_sums, self.window = np.zeros(3), np.zeros(4)  # the epoch in progress: saved in checkpoints
+        self._resumed: list[dict[str, Any]] = []  # events to log once the log is open
         tune_cpu_allocator()
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
@@ -53,6 +66,7 @@ class Trainer:
         try:
             self._build(resume)
         except BaseException:
+            self.lock.release()
             if self.ctx.owns_group and dist.is_initialized():
                 dist.destroy_process_group()  # local, no collective: the other ranks may never arrive
             raise
@@ -60,6 +74,8 @@ class Trainer:
     def _build(self, resume: bool) -> None:
         """Everything a run needs: device, store, network, optimiser, schedule, run directory."""
         config = self.config
+        self._saved = resuming.open_for_resume(self) if resume else None  # first: lock, checkpoint, --set rule
+        resume = self._saved is not None  # (not for a run that never wrote a checkpoint: it starts again)
         try:
             self.device = choose_device(config.run.device)
         except UserError as err:
@@ -77,6 +93,8 @@ class Trainer:
         if not config.data.store:
             raise UserError("is not set: name a store written by `alexnet prepare`", key="data.store")
         self.store = Store(config.data.store)
+        config.data.store = str(self.store.path.resolve())  # a resume from another folder finds it
+        self.store_digest = manifest_digest(self.store)
         self.train_split = self.store.split(config.data.train_split)
         try:
             val_name = self.store.decision_split(config.data.val_split)
@@ -93,9 +111,8 @@ class Trainer:
             )
         self.spec = model_spec(config, self.store)
         self.augment = Augmentation.from_config(config.data, self.store.stats(), self.spec.reading)
-        if config.data.augment_device not in ("cpu", "device"):
-            raise UserError(f"unknown value {config.data.augment_device!r}; allowed: cpu, device",
-                            key="data.augment_device")
+        splits = [s.name for s in (self.train_split, self.val_split) if s is not None]
+        self._on_main(lambda: verify_for_use(self.store, splits, config.data.verify))  # data.verify: checksums
 
         torch.manual_seed(config.run.seed + self.ctx.rank)
         self.model: AlexNet = build_model(self.spec)
@@ -105,11 +122,11 @@ class Trainer:
         self.optimizer = PaperSGD(param_groups(self.model, self.spec.reading, config.optim.lr,
                                                config.optim.weight_decay, config.optim.momentum))
         self.schedule = schedule_from_config(config)
-        self.state = TrainState()
+        self.state = TrainState(decision_split=val_name or config.data.train_split)
         if resume:
-            self._resume()
+            self._resumed = resuming.restore(self, self._saved)
         else:
-            self._create_run_dir_on_main()
+            self._on_main(self._create_run_dir)
         self.net: nn.Module = self.model
         if self.ctx.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -118,18 +135,22 @@ class Trainer:
             # the compiled wrapper shares self.model's parameters; checkpoints keep reading self.model
             self.net = torch.compile(self.net)
         self._apply_lr()
-        self.log = MetricsLog(self.run_dir, self.ctx.main)
+        self.log = MetricsLog(self.run_dir, self.ctx.main, purge_step=self.state.step + 1 if resume else None)
         self.health = HealthMonitor(self.spec.num_classes, config.run.health_window)
+        if resume:
+            self.health.load_state_dict(self._saved_health)
+            for event in self._resumed:
+                self.log.write(event)
         self.snapshots = Snapshots(self.model, self.optimizer)
 
     # ----------------------------------------------------------------- run directory
 
-    def _create_run_dir_on_main(self) -> None:
-        """Rank 0 creates the run directory; a user error there reaches every rank (no rank left waiting)."""
+    def _on_main(self, work: Any) -> None:
+        """Rank 0 does ``work``; a user error there reaches every rank (no rank left waiting)."""
         error = None
         if self.ctx.main:
             try:
-                self._create_run_dir()
+                work()
             except UserError as err:
                 error = str(err)
         if self.ctx.world > 1:
@@ -140,42 +161,19 @@ class Trainer:
             raise UserError(error)
 
     def _create_run_dir(self) -> None:
-        create_run_dir(self.run_dir, self.config, run_info(self.config, self.spec, self.ctx, self.device, self.store))
+        create_run_dir(self.run_dir, self.config, run_info(self.config, self.spec, self.ctx, self.device, self.store),
+                       self.lock)
 
-    def checkpoint_dict(self) -> dict[str, Any]:
-        return {
-            "kind": KIND,
-            "format": FORMAT,
-            "model_spec": self.spec.to_dict(),
-            "model": {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "state": dict(self.state.__dict__),
-            "rng": rng_state(),
-            "config": self.config.to_dict(),
-            "classes": [list(c) for c in self.store.classes],
-            # so that eval, predict and export work after the training store is gone
-            "mean_image": torch.from_numpy(np.asarray(self.store.stats().mean_image, dtype=np.float32)),
-        }
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: random state and the running sums of the epoch in progress."""
+        return {"rng": rng_state(), "epoch_sums": self.epoch_sums.tolist(), "window": self.window.tolist()}
+
+    def checkpoint_dict(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        return resuming.checkpoint_dict(self, ranks or [self._rank_state()])
 
     def save_checkpoint(self, name: str = "last.pt") -> None:
-        if self.ctx.main:
-            atomic_save(self.checkpoint_dict(), self.run_dir / "checkpoints" / name)
-
-    def _resume(self) -> None:
-        data = read_checkpoint(self.run_dir / "checkpoints" / "last.pt")
-        spec = ModelSpec.from_dict(data["model_spec"])
-        if spec != self.spec:
-            raise UserError(f"{data['path']}: checkpoint was trained as {spec}, but the config now builds {self.spec}")
-        state = strip_module_prefix(data["model"])
-        check_compatible(self.model, state, data["path"])
-        self.model.load_state_dict(state)
-        self.optimizer.load_state_dict(data["optimizer"])
-        self.schedule.load_state_dict(data["schedule"])
-        self.state = TrainState(**data["state"])
-        set_rng_state(data["rng"])
-        if self.ctx.rank:  # each rank had its own dropout stream; keep them apart
-            torch.manual_seed(self.config.run.seed + self.ctx.rank + 7919 * self.state.step)
+        """Every rank's state to rank 0, which writes ``RUN/checkpoints/name`` (:func:`resume.save_checkpoint`)."""
+        resuming.save_checkpoint(self, name)
 
     # ----------------------------------------------------------------- training
 
@@ -264,6 +262,8 @@ class Trainer:
             augment=self.augment, rank=self.ctx.rank, world=self.ctx.world, raw=on_device,
         )
         dl = loader(dataset, workers=cfg.data.workers, start=self.state.batch, pin_memory=self.device.type == "cuda")
+        if self.state.batch == 0:  # a new epoch (a resumed one continues its sums)
+            self.epoch_sums[:], self.window[:] = 0, 0
         bar = None
         if self.ctx.main and self.progress:
             from tqdm import tqdm
@@ -271,8 +271,8 @@ class Trainer:
             bar = tqdm(total=len(dataset), initial=self.state.batch, desc=f"epoch {epoch + 1}", unit="batch",
                        dynamic_ncols=True, leave=True, file=sys.stderr)
         self.net.train()
-        sums = np.zeros(3)  # loss * n, top-1 errors, n
-        window = np.zeros(4)  # same + data wait seconds, since the last log line
+        sums = self.epoch_sums  # loss * n, top-1 errors, n
+        window = self.window  # same + data wait seconds, since the last log line
         t_window = time.perf_counter()
         t_wait = time.perf_counter()
         stopped = False
@@ -289,8 +289,10 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             loss_value = float(loss.detach())
-            if self.ctx.world > 1:  # every rank must take the same decision, or the others would hang
-                loss_value = all_sum([loss_value], self.ctx, self.device)[0] / self.ctx.world
+            stop = self.interrupt.requested  # Ctrl-C: stop after this step (agreed by every rank)
+            if self.ctx.world > 1:  # every rank must take the same decisions, or the others would hang
+                loss_value, stops = all_sum([loss_value, float(stop)], self.ctx, self.device)
+                loss_value, stop = loss_value / self.ctx.world, stops > 0
             explosion = self._check_health(loss_value)  # before the update: an exploding step is not applied
             if explosion:
                 self._roll_back(explosion, loss_value)
@@ -325,6 +327,8 @@ class Trainer:
             every = cfg.run.checkpoint_every
             if every and self.state.step % every == 0 and self.state.batch < len(dataset):
                 self.save_checkpoint()
+            if stop or (self.ctx.world == 1 and self.interrupt.requested):
+                stop_interrupted(self, bar)
             if cfg.run.max_steps and self.state.step >= cfg.run.max_steps:
                 stopped = True
                 break
@@ -348,6 +352,8 @@ class Trainer:
                               world=self.ctx.world, augment=self.augment, patches="centre")
         totals = np.zeros(3)
         for x, y, _ in loader(dataset, workers=self.config.data.workers, pin_memory=self.device.type == "cuda"):
+            if self.interrupt.requested and self.ctx.world == 1:  # (several ranks wait for the next step)
+                stop_interrupted(self)
             x, y = self._to_device(x), y.to(self.device)
             with self._autocast():
                 logits = self.net(x)
@@ -362,6 +368,7 @@ class Trainer:
         clean = False  # an exception leaves it False: no collective in close_distributed
         self._announce_decision_split()
         self.snapshots.take(self.state.step)
+        self.interrupt.install()
         try:
             while not self.state.done:
                 if cfg.run.max_steps and self.state.step >= cfg.run.max_steps:
@@ -403,8 +410,10 @@ class Trainer:
                                 "step": self.state.step, "epoch": self.state.epoch})
             clean = True
         finally:
+            self.interrupt.uninstall()
             self.log.close()
             self.close_distributed(clean=clean)
+            self.lock.release()
         return self.state
 
     def close_distributed(self, *, clean: bool) -> None:
