@@ -71,6 +71,7 @@ class ScheduleConfig:
     max_reductions: int = LEARNING.lr_reductions
     drop_epochs: list[int] = field(default_factory=lambda: list(CODE2012.lr_drop_epochs))
     max_epochs: int = LEARNING.epochs
+    warmup_steps: int = 0  # ramp the rate linearly over the first steps (not in the paper; 0 = off)
 
 
 @dataclass
@@ -109,7 +110,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.augment_device": ("cpu", "device"),
     "data.verify": ("auto", "checksums", "sizes"),
     "model.reading": READINGS,
-    "model.init": ("paper", "fan-in"),  # alexnet.net.model.INITS
+    "model.init": ("paper", "fan-in", "he", "he-bias", "he-scaled"),  # alexnet.net.model.INITS
     "model.arch": ("alexnet2012", "owt2014", "caffe"),  # alexnet.net.model.ARCHS
     "schedule.kind": ("plateau", "fixed", "code2012"),  # alexnet.training.schedule.SCHEDULE_KINDS
     "run.amp": ("auto", "bf16", "off"),  # alexnet.runtime.AMP_CHOICES
@@ -120,7 +121,7 @@ MINIMUM: dict[str, float] = {
     "model.num_classes": 0, "model.width": 0, "model.fc_units": 1,
     "optim.lr": 0, "optim.momentum": 0, "optim.weight_decay": 0, "optim.batch_size": 1,
     "schedule.patience": 1, "schedule.min_improvement": 0, "schedule.divisor": 1, "schedule.max_reductions": 0,
-    "schedule.max_epochs": 1,
+    "schedule.max_epochs": 1, "schedule.warmup_steps": 0,
     "run.seed": 0, "run.checkpoint_every": 0, "run.log_every": 1, "run.max_steps": 0, "run.health_window": 0,
     "run.snapshot_every": 0, "run.max_rollbacks": 0, "run.rollback_lr_factor": 0, "run.threads": 0,
 }

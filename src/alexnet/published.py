@@ -201,3 +201,8 @@ class OnnxLRNDefaults:
 
 
 ONNX_LRN_DEFAULTS = OnnxLRNDefaults()
+
+
+#: Caffe's bvlc_alexnet train_val.prototxt fills the biases that §5 sets to 1 (conv2, conv4, conv5, fc6, fc7)
+#: with 0.1 instead: BVLC/caffe's history records that 1 "gave flat loss".  Used by ``model.init = "he-bias"``.
+CAFFE_BIAS_ONE = 0.1

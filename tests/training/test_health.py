@@ -53,21 +53,34 @@ def test_no_explosion_check_before_enough_history() -> None:
 
 
 class Exploder:
-    """Multiplies the network's output by 1000 on the given training forward calls (a finite explosion)."""
+    """Multiplies the network's output by 1000 on the given training steps' forward calls (a finite explosion).
+
+    The signal report before the first step also runs the network in training mode: it is not counted.
+    """
 
     def __init__(self, monkeypatch, calls: set[int]) -> None:
-        self.n, self.calls = 0, calls
-        original = AlexNet.forward
+        from alexnet.training import trainer as trainer_module
+
+        self.n, self.calls, self.paused = 0, calls, False
+        original, report = AlexNet.forward, trainer_module.report_signal
 
         def forward(net, x):
             out = original(net, x)
-            if net.training:
+            if net.training and not self.paused:
                 self.n += 1
                 if self.n in self.calls:
                     return out * 1000.0
             return out
 
+        def quiet_report(*args, **kwargs):
+            self.paused = True
+            try:
+                return report(*args, **kwargs)
+            finally:
+                self.paused = False
+
         monkeypatch.setattr(AlexNet, "forward", forward)
+        monkeypatch.setattr(trainer_module, "report_signal", quiet_report)
 
 
 def events(run: Path, name: str) -> list[dict]:

@@ -31,13 +31,15 @@ import torch
 from torch import Tensor, nn
 
 from alexnet.errors import UserError, choice_error
+from alexnet.net.init import HE_INITS, he_init
 from alexnet.net.lrn import LocalResponseNorm, SameMapNorm
 from alexnet.net.variants import ARCH_VARIANTS, ARCHS, PAPER_ARCH, VARIANTS, parse_variants  # noqa: F401
 from alexnet.paper import ARCH, CODE2012, DROPOUT, INIT, LRN_PARAMS, PAPER_READING, POOL, SIXTH, Reading, reading
 from alexnet.published import NETWORKS, Network
 
-#: Weight initialisations: §5's N(0, 0.01), or that std rescaled by each layer's fan-in.
-INITS: tuple[str, ...] = ("paper", "fan-in")
+#: Weight initialisations: §5's N(0, 0.01), that std rescaled by each layer's fan-in, or He's fan-in
+#: scaling, plain or rescaled for 0..255 inputs (alexnet.net.init).
+INITS: tuple[str, ...] = ("paper", "fan-in", *HE_INITS)
 
 #: Inputs at least this large use the paper's conv1 (11x11, stride 4); smaller
 #: ones use a scaled stem (see :func:`stem`), documented in docs/fidelity.md.
@@ -351,6 +353,8 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
     model.spec = spec
     if spec.init == "fan-in":
         _rescale_to_paper_gain(model, spec)
+    elif spec.init in HE_INITS:
+        he_init(model, spec.init)
     return model
 
 

@@ -163,3 +163,30 @@ def cpu_copy(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(cpu_copy(v) for v in obj)
     return obj
+
+
+def grad_norm(model: Any) -> float:
+    """The global L2 norm of a network's gradients (0 before any backward pass)."""
+    import torch
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()))
+
+
+def report_signal(model: Any, batch: Any, run_dir: Any, autocast: Any) -> Any:
+    """Before the first step: how the image's signal and the gradients propagate at initialisation.
+
+    Writes ``RUN/signal.txt`` (:func:`alexnet.net.propagation.signal_report`'s table) and
+    returns the report; the global random state is left as it was, so training is unchanged.
+    """
+    import torch
+
+    from alexnet.net.propagation import signal_report
+
+    images, labels = batch
+    with torch.random.fork_rng(devices=[]):
+        report = signal_report(model, images, labels, autocast=autocast)
+    (run_dir / "signal.txt").write_text(report.table() + "\n")
+    return report

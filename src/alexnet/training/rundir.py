@@ -1,6 +1,7 @@
 """A training run's folder: how it is created, what it records, how it is read back for a resume.
 
     RUN/config.toml        the resolved configuration
+    RUN/signal.txt         how signal and gradients propagate at initialisation (alexnet.net.propagation)
     RUN/run.json           reading, versions, seed, world size, store, classes, command
     RUN/metrics.jsonl      one JSON object per log line (alexnet.training.metrics)
     RUN/tensorboard/       TensorBoard event files
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.config import Config, apply_overrides, config_from_dict, load_config, to_toml, validate
-from alexnet.data.store import Store
+from alexnet.data.store import HOLDOUT_SPLIT, Store
 from alexnet.errors import UserError
 from alexnet.net.model import ModelSpec
 from alexnet.locks import LOCK_NAME, FolderLock
@@ -78,7 +79,7 @@ def run_info(config: Config, spec: ModelSpec, ctx: Dist, device: Any, store: Sto
 
 
 #: What a run writes before its first checkpoint: a folder holding only these is reused by ``--out``.
-UNSTARTED = {"config.toml", "run.json", "metrics.jsonl", "tensorboard", "checkpoints", LOCK_NAME}
+UNSTARTED = {"config.toml", "run.json", "metrics.jsonl", "tensorboard", "checkpoints", "signal.txt", LOCK_NAME}
 
 
 def never_started(run_dir: Path) -> bool:
@@ -152,3 +153,13 @@ def load_run_config(run_dir: Path, overrides: list[str] | None = None) -> Config
         if recorded and Path(recorded).is_dir():
             config.data.store = recorded
     return validate(apply_overrides(config, overrides))
+
+
+def decision_split_warning(name: str | None) -> str:
+    """What to tell the user about the split that decides rate drops, stopping and best.pt ('' when fine)."""
+    if name is None:
+        return "the store has no held-out split: the training error decides (prepare with --holdout N)"
+    if name != HOLDOUT_SPLIT:
+        return (f"decisions are made on {name!r}, the split errors are reported on: prepare the store with "
+                f"--holdout N to keep them apart")
+    return ""

@@ -34,18 +34,19 @@ from torch import Tensor, nn
 from alexnet.training.checkpoint import rng_state
 from alexnet.config import Config, validate
 from alexnet.data.batches import Augmentation, EvalBatches, TrainBatches, loader
-from alexnet.data.store import HOLDOUT_SPLIT, Store, manifest_digest, verify_for_use
+from alexnet.data.store import Store, manifest_digest, verify_for_use
 from alexnet.errors import UserError
 from alexnet.inference.scoring import topk_errors
 from alexnet.net.model import AlexNet, build_model
 from alexnet.locks import FolderLock
 from alexnet.runtime import all_sum, autocast_dtype, choose_device, device_kind, distributed, tune_cpu_allocator
 from alexnet.training import resume as resuming
-from alexnet.training.health import HealthError, HealthMonitor, Snapshots
+from alexnet.training.health import HealthError, HealthMonitor, Snapshots, grad_norm, report_signal
 from alexnet.training.interrupt import Interrupt, stop_interrupted
 from alexnet.training.metrics import MetricsLog
 from alexnet.training.optim import PaperSGD, param_groups
-from alexnet.training.rundir import TrainState, create_run_dir, export_weights, model_spec, run_info
+from alexnet.training.rundir import (TrainState, create_run_dir, decision_split_warning, export_weights, model_spec,
+                                     run_info)
 from alexnet.training.schedule import schedule_from_config
 
 
@@ -190,13 +191,22 @@ class Trainer:
 
     @property
     def lr(self) -> float:
-        """The base learning rate in force: the schedule's, times the health check's factor."""
-        return self.schedule.current_lr * self.state.lr_factor
+        """The base learning rate in force: the schedule's, times the health check's and the warm-up's factors."""
+        return self.schedule.current_lr * self.state.lr_factor * self._warm()
+
+    def _warm(self) -> float:
+        """Linear warm-up: the step after ``k`` completed steps runs at (k + 1) / warmup_steps of the rate.
+
+        A full rate from the first step drives conv5-fc7's pre-activations negative in a few
+        steps (dead ReLUs: the loss then sits at ln C for ~100 steps); ramping it avoids that.
+        """
+        warm = self.config.schedule.warmup_steps
+        return 1.0 if warm <= 0 or self.state.step >= warm else (self.state.step + 1) / warm
 
     def _apply_lr(self) -> None:
         self.schedule.apply(self.optimizer)
         for group in self.optimizer.param_groups:
-            group["lr"] *= self.state.lr_factor
+            group["lr"] *= self.state.lr_factor * self._warm()
 
     # ----------------------------------------------------------------- health: snapshots and roll-backs
 
@@ -226,7 +236,7 @@ class Trainer:
     def _check_health(self, loss: float) -> str | None:
         """The health monitor's verdict on the coming step; a stop names what was kept and what to try."""
         try:
-            return self.health.observe(loss, self.state.step + 1, self._grad_norm())
+            return self.health.observe(loss, self.state.step + 1, grad_norm(self.model))
         except HealthError as err:
             last = self.run_dir / "checkpoints" / "last.pt"
             kept = (f"the last checkpoint, {last}, is kept" if last.is_file()
@@ -237,21 +247,18 @@ class Trainer:
     def _announce_decision_split(self) -> None:
         """Say which split decides the schedule, early stopping and best.pt, and warn when it is reported too."""
         name = self.val_split.name if self.val_split is not None else None
-        warning = ""
-        if name is None:
-            warning = "the store has no held-out split: the training error decides (prepare with --holdout N)"
-        elif name != HOLDOUT_SPLIT:
-            warning = (f"decisions are made on {name!r}, the split errors are reported on: prepare the store with "
-                       f"--holdout N to keep them apart")
+        warning = decision_split_warning(name)
         self.log.write({"kind": "event", "event": "decision_split", "split": name or "train", "warning": warning})
-        if warning and self.ctx.main and self.progress:
-            print(f"note: {warning}", file=sys.stderr)
-
-    def _grad_norm(self) -> float:
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not grads:
-            return 0.0
-        return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()))
+        notes = [warning] if warning else []
+        if self.state.step == 0 and self.ctx.main:  # a fresh run: how the initialisation passes the image on
+            batch = TrainBatches(self.train_split, batch_size=min(64, self.config.optim.batch_size), seed=0, epoch=0,
+                                 augment=self.augment)[0]
+            report = report_signal(self.model, tuple(t.to(self.device) for t in batch), self.run_dir, self._autocast())
+            self.log.write({"kind": "event", "event": "signal", "loss": report.loss, "logits_std": report.logits_std,
+                            "logits_signal": report.layers[-1].signal, "notes": report.notes})
+            notes += [f"at initialisation {n} (RUN/signal.txt)" for n in report.notes]
+        for note in notes if self.ctx.main and self.progress else []:
+            print(f"note: {note}", file=sys.stderr)
 
     def train_epoch(self, epoch: int) -> dict[str, float] | None:
         """Run the rest of ``epoch``; returns the epoch's train metrics, or None if stopped early."""
@@ -297,6 +304,8 @@ class Trainer:
             if explosion:
                 self._roll_back(explosion, loss_value)
             else:
+                if self.state.step < cfg.schedule.warmup_steps:
+                    self._apply_lr()
                 self.optimizer.step()
             n = y.shape[0]
             errors = topk_errors(logits.detach(), y, (1,))[0]
