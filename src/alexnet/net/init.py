@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from alexnet.paper import CODE2012
+from alexnet.paper import CODE2012, INIT
 from alexnet.published import CAFFE_BIAS_ONE
 
 #: The initialisations this module provides (``model.init``).
@@ -45,16 +45,15 @@ def pixel_std() -> float:
 def he_init(model: nn.Module, init: str) -> None:
     """Re-initialise ``model``'s conv and fully-connected layers (its children) with ``init`` (:data:`HE_INITS`).
 
-    Biases that §5 set to 1 (recognised by value: the builder has just set them) get
-    0.1 under ``he-bias``, 0 otherwise; every other bias 0.
+    The layers §5 gives a bias of 1 (``INIT.bias_one_layers``) get 0.1 under ``he-bias``,
+    0 otherwise; every other bias 0.
     """
-    layers = [m for m in model.children() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    layers = [(n, m) for n, m in model.named_children() if isinstance(m, (nn.Conv2d, nn.Linear))]
     gain = (1.0 / pixel_std()) ** (1.0 / len(layers)) if init == "he-scaled" else 1.0
     bias_one = CAFFE_BIAS_ONE if init == "he-bias" else 0.0
     with torch.no_grad():
-        for module in layers:
+        for name, module in layers:
             fan_in = module.weight[0].numel()
             module.weight.normal_(0.0, gain * math.sqrt(2.0 / fan_in))
             if module.bias is not None:
-                was_one = bool((module.bias == 1).all())
-                module.bias.fill_(bias_one if was_one else 0.0)
+                module.bias.fill_(bias_one if name in INIT.bias_one_layers else 0.0)
