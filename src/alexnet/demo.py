@@ -25,7 +25,9 @@ class DemoData:
 
 
 FULL = DemoData()
-QUICK = DemoData(train=60, val=20, holdout=10)
+QUICK = DemoData(train=100, val=20, holdout=10)
+#: The quick demo's recipe changes (tests): fewer epochs, the warm-up shortened to one of its epochs.
+QUICK_OVERRIDES = ["schedule.max_epochs=5", "schedule.warmup_steps=14"]
 
 
 def run_demo(workdir: Path, *, quick: bool = False, seed: int = 0, threads: int = 0,
@@ -46,7 +48,7 @@ def run_demo(workdir: Path, *, quick: bool = False, seed: int = 0, threads: int 
     run_dir = workdir / f"run-seed{seed}"
     overrides = [f'data.store="{store}"', f"run.seed={seed}", f"run.threads={threads}"]
     if quick:
-        overrides += ["schedule.max_epochs=2"]
+        overrides += QUICK_OVERRIDES
     if (run_dir / "checkpoints" / "last.pt").is_file():
         from alexnet.training.rundir import load_run_config
 
