@@ -50,7 +50,7 @@ def _run(name, out, stores, params, seeds=None, cache=None):
 
 def test_registry_lists_the_experiments():
     assert set(REGISTRY) == {"relu-tanh", "lrn", "ablations", "patches-ensembles", "imagenette", "imagenette-128",
-                             "fashion-mnist"}
+                             "inits", "fashion-mnist"}
     for name in REGISTRY:
         for budget in ("quick", "full"):
             assert parameters(name, budget)

@@ -27,6 +27,7 @@ REGISTRY: dict[str, str] = {
     "patches-ensembles": "alexnet.experiments.patches_ensembles",
     "imagenette": "alexnet.experiments.imagenette",
     "imagenette-128": "alexnet.experiments.imagenette128",
+    "inits": "alexnet.experiments.inits",
     "fashion-mnist": "alexnet.experiments.fashion_mnist",
 }
 

@@ -77,11 +77,11 @@ def fmt_value(value: float, kind: str) -> str:
     return f"{value:.4g}"
 
 
-def cell(values: Sequence[float], kind: str) -> str:
-    """Mean ± std (n) of per-seed values, formatted; a single value has no ±."""
+def cell(values: Sequence[float], kind: str, missing: str = "not measured") -> str:
+    """Mean ± std (n) of per-seed values, formatted; a single value has no ±; ``missing`` when there are none."""
     mean, std, n = summary(values)
     if n == 0:
-        return "not measured"
+        return missing
     if n == 1:
         return fmt_value(mean, kind) + " (1 seed)"
     spread = fmt_value(std, kind).rstrip("%") if kind == "pct" else fmt_value(std, kind)
@@ -118,7 +118,8 @@ def render(doc: dict[str, Any]) -> str:
         lines.append("| *" + ref["label"] + "* | " + " | ".join(f"*{x}*" for x in cells) + " |")
     for key in table["rows"]:
         arm = doc["arms"][key]
-        cells = [cell(seed_values(arm, c["metric"]), c.get("format", "num")) for c in columns]
+        cells = [cell(seed_values(arm, c["metric"]), c.get("format", "num"), c.get("missing", "not measured"))
+                 for c in columns]
         lines.append("| " + arm.get("label", key) + " | " + " | ".join(cells) + " |")
     out = "\n".join(lines) + "\n"
     for v in doc.get("verdicts", []):
