@@ -41,6 +41,7 @@ class ModelConfig:
     width: float = 1.0
     fc_units: int = ARCH.fc_units
     init: str = "paper"  # "paper" (§5: std 0.01) or "fan-in" (the paper's per-layer gain, for narrow networks)
+    dropout: str = "inverted"  # "paper" (§4.2: x0.5 at test time; presets paper, code2012) or "inverted" (PyTorch's)
 
 
 @dataclass

@@ -65,7 +65,8 @@ def _spec(config: Config, store: Store) -> ModelSpec:
     if config.data.crop > store.image_size:
         raise UserError(f"data.crop {config.data.crop} is larger than the store's {store.image_size}x{store.image_size} images")
     return ModelSpec(num_classes=num_classes, reading=m.reading, variants=tuple(m.variants),
-                     input_size=config.data.crop, width=m.width, fc_units=m.fc_units, init=m.init)
+                     input_size=config.data.crop, width=m.width, fc_units=m.fc_units, init=m.init,
+                     dropout=m.dropout)
 
 
 def schedule_from_config(config: Config):
