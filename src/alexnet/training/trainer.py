@@ -20,7 +20,7 @@ import gc
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +142,10 @@ class Trainer:
         self.model.to(self.device)
         if config.run.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = PaperSGD(param_groups(self.model, self.spec.reading, config.optim.lr,
-                                               config.optim.weight_decay, config.optim.momentum))
         self.schedule = schedule_from_config(config)
+        self.optimizer = PaperSGD(param_groups(self.model, self.spec.reading, config.optim.lr,
+                                               config.optim.weight_decay, config.optim.momentum,
+                                               per_layer=bool(self.schedule.events)))
         self.state = TrainState()
         if resume:
             self._resume()
@@ -157,9 +158,20 @@ class Trainer:
         if config.run.compile:
             # the compiled wrapper shares self.model's parameters; checkpoints keep reading self.model
             self.net = torch.compile(self.net)
-        self.schedule.apply(self.optimizer)
+        self._follow_schedule()
         self.log = MetricsLog(self.run_dir, self.ctx.main)
         self.health = HealthMonitor(self.spec.num_classes, config.run.health_window)
+        decides = self.val_split.name if self.val_split is not None else f"{config.data.train_split} (training error)"
+        if decides != config.data.val_split and self.ctx.main:  # §5 decides on the validation error
+            print(f"note: the schedule decides on split {decides!r}, not {config.data.val_split!r}", file=sys.stderr)
+        self.log.write({"kind": "event", "event": "schedule_split", "split": decides, "step": self.state.step})
+
+    def _follow_schedule(self) -> None:
+        """The schedule's rates and hand events for the epoch about to run (idempotent: also on resume)."""
+        noise = self.schedule.apply_events(self.state.epoch, self.optimizer)
+        self.schedule.apply(self.optimizer)
+        if self.augment.pca and not noise:
+            self.augment = replace(self.augment, pca=False)
 
     # ----------------------------------------------------------------- run directory
 
@@ -362,7 +374,6 @@ class Trainer:
                 lr_used = self.schedule.current_lr
                 error = val.get("val_top1_error", train_metrics["train_top1_error"])
                 decision = self.schedule.step(epoch + 1, error)
-                self.schedule.apply(self.optimizer)
                 record = {"kind": "epoch", "epoch": epoch + 1, "step": self.state.step, "lr": lr_used,
                           "seconds": time.perf_counter() - t0, **train_metrics, **val}
                 self.log.write(record, epoch + 1)
@@ -371,6 +382,9 @@ class Trainer:
                                       if isinstance(v, float) and k not in ("lr", "seconds"))
                     print(f"epoch {epoch + 1}: {shown}, lr {lr_used:.0e}, {record['seconds']:.0f}s", file=sys.stderr)
                 self.state.epoch, self.state.batch = epoch + 1, 0
+                self._follow_schedule()
+                for event in decision.events:
+                    self.log.write({"kind": "event", "event": "hand_event", "what": event.describe(), "epoch": epoch + 1})
                 if decision.stop:
                     self.state.done, self.state.stop_reason = True, decision.reason
                 improved = error < self.state.best_top1
