@@ -88,12 +88,13 @@ def test_the_choices_config_checks_are_the_ones_the_code_accepts() -> None:
     from alexnet.config import CHOICES
     from alexnet.data.augment import MEAN_MODES
     from alexnet.data.norm import CHANNEL_ORDERS
-    from alexnet.net.model import ARCHS, INITS
+    from alexnet.net.model import ARCHS, DROPOUTS, INITS
     from alexnet.paper import READINGS
     from alexnet.runtime import AMP_CHOICES
     from alexnet.training.schedule import SCHEDULE_KINDS
 
     assert CHOICES["data.mean"] == MEAN_MODES and CHOICES["data.channels"] == CHANNEL_ORDERS
     assert CHOICES["model.init"] == INITS and tuple(CHOICES["model.arch"]) == tuple(ARCHS)
+    assert CHOICES["model.dropout"] == DROPOUTS
     assert CHOICES["model.reading"] == READINGS and CHOICES["run.amp"] == AMP_CHOICES
     assert CHOICES["schedule.kind"] == SCHEDULE_KINDS

@@ -43,7 +43,7 @@ BAD_VALUES = [
     "optim.lr=0", "optim.lr=-0.1", "optim.lr=nan", "optim.momentum=1.5", "optim.weight_decay=-1",
     "schedule.max_epochs=0", "schedule.patience=0", "schedule.divisor=1", "schedule.max_reductions=-1",
     'schedule.kind="cosine"', "schedule.drop_epochs=[3, 2]", 'run.device="gpu"', 'run.amp="fp16"',
-    'model.reading="1998"', 'model.init="he"', "model.width=0", "model.fc_units=0", "data.crop=0",
+    'model.reading="1998"', 'model.init="xavier"', "model.width=0", "model.fc_units=0", "data.crop=0",
     'data.augment_device="tpu"', 'data.verify="never"', "run.log_every=0", "run.rollback_lr_factor=2",
     "run.checkpoint_every=-1", "run.max_steps=-3", "run.seed=-1", 'data.val_split=""', "data.pca_std=-1",
     "model.num_classes=-2", "run.health_window=-5", "optim.batch_size=true", 'optim.lr="fast"',

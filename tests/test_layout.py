@@ -111,12 +111,13 @@ def test_every_test_named_in_the_docs_exists() -> None:
     root = SRC.parents[1]
     text = (root / "docs" / "fidelity.md").read_text()
     missing = []
-    for cell in re.findall(r"`(tests/[^`]+)`", text):
-        path, _, first = cell.partition("::")
-        names = [first] if first else []
-        names += re.findall(r"`::(\w+)`", text[text.index(cell):].split("\n", 1)[0])
-        source = (root / path).read_text() if (root / path).is_file() else ""
-        if not source:
-            missing.append(path)
-        missing += [f"{path}::{n}" for n in names if f"def {n}(" not in source]
+    for line in text.splitlines():
+        # `tests/x.py::a`, `::b` names a and b in x.py; the next `tests/...` cell starts another file
+        for cell, more in re.findall(r"`(tests/[^`]+)`((?:[^`]|`::\w+`)*)", line):
+            path, _, first = cell.partition("::")
+            names = ([first] if first else []) + re.findall(r"`::(\w+)`", more)
+            source = (root / path).read_text() if (root / path).is_file() else ""
+            if not source:
+                missing.append(path)
+            missing += [f"{path}::{n}" for n in names if f"def {n}(" not in source]
     assert not missing, missing

@@ -52,6 +52,7 @@ class ModelConfig:
     fc_units: int = ARCH.fc_units
     init: str = "paper"  # "paper" (§5: std 0.01) or "fan-in" (the paper's per-layer gain, for narrow networks)
     arch: str = "alexnet2012"  # the paper's network; owt2014, caffe: published ones (alexnet.net.variants.ARCHS)
+    dropout: str = "inverted"  # "paper" (§4.2: x0.5 at test time; presets paper, code2012) or "inverted" (PyTorch's)
 
 
 @dataclass
@@ -112,6 +113,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.reading": READINGS,
     "model.init": ("paper", "fan-in", "he", "he-bias", "he-scaled"),  # alexnet.net.model.INITS
     "model.arch": ("alexnet2012", "owt2014", "caffe"),  # alexnet.net.model.ARCHS
+    "model.dropout": ("paper", "inverted"),  # alexnet.net.model.DROPOUTS
     "schedule.kind": ("plateau", "fixed", "code2012"),  # alexnet.training.schedule.SCHEDULE_KINDS
     "run.amp": ("auto", "bf16", "off"),  # alexnet.runtime.AMP_CHOICES
 }

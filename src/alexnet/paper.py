@@ -137,8 +137,10 @@ class Code2012:
     conv1_pad_bottom_right: int = 3  # 1 + ceil((224 - 11) / 4) = 55
     lr_drop_epochs: tuple[int, ...] = (25, 51, 79)
     stop_epoch: int = 91
-    conv1_frozen_from_epoch: int = 72
-    colour_noise_off_from_epoch: int = 67
+    # the log's other hand changes, applied like the drops when that epoch completes:
+    conv1_lr_drop_epoch: int = 67  # "epoch 67: set epsw to 0.00001 from 0.0001 on conv1" (its weights / 10)
+    colour_noise_off_from_epoch: int = 67  # "set color noise to 0 from 0.1"
+    conv1_frozen_from_epoch: int = 72  # "epoch 72: set epsw to 0 on conv1" (the final file: epsW = epsB = 0)
     pca_uses_sqrt_eigenvalues: bool = True
     pca_rescale: float = 1.0 / 1.1
     crop_shared_chunk: int = 32
@@ -245,6 +247,7 @@ class Reading:
     conv3_5_weight_std: float  # §5: 0.01 everywhere; the 2012 code: 0.03 in conv3-conv5
     bias_weight_decay: bool  # the paper is silent; the 2012 code never decayed biases
     bias_lr_multiplier: float  # biases learn at this multiple of the weights' rate
+    bias_lr_follows_schedule: bool  # the 2012 log only ever changed epsW: epsB stayed 0.02 to the end
     colour_noise_sqrt_eigenvalues: bool  # §4.1: alpha * lambda; the 2012 code: alpha * sqrt(lambda)
     colour_noise_rescale: float  # the 2012 code scaled noisy, mean-subtracted patches by 1/1.1
     mean_patch_matches_crop: bool  # §2 per-pixel mean, cropped like the image; 2012: its centre patch
@@ -260,6 +263,7 @@ PAPER_READING = Reading(
     conv3_5_weight_std=INIT.weight_std,
     bias_weight_decay=True,
     bias_lr_multiplier=1.0,
+    bias_lr_follows_schedule=True,
     colour_noise_sqrt_eigenvalues=False,
     colour_noise_rescale=1.0,
     mean_patch_matches_crop=True,
@@ -275,6 +279,7 @@ CODE2012_READING = Reading(
     conv3_5_weight_std=CODE2012.conv3_5_weight_std,
     bias_weight_decay=CODE2012.bias_weight_decay,
     bias_lr_multiplier=CODE2012.bias_lr_multiplier,
+    bias_lr_follows_schedule=False,
     colour_noise_sqrt_eigenvalues=CODE2012.pca_uses_sqrt_eigenvalues,
     colour_noise_rescale=CODE2012.pca_rescale,
     mean_patch_matches_crop=False,

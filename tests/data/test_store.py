@@ -134,6 +134,21 @@ def test_verify_detects_a_flipped_byte(small_store) -> None:
     assert any("train/shard-00002.npy" in p for p in verify_store(store.path))
 
 
+@pytest.mark.parametrize("name", ["classes.tsv", "rejected.tsv", "notes.tsv", "stats.npz", "train/labels.npy",
+                                  "val/paths.txt"])
+def test_verify_checks_every_file_of_the_store(small_store, name: str) -> None:
+    """Tables, statistics, labels and paths have checksums in the manifest too: a changed byte is reported."""
+    store, _ = small_store
+    path = store.path / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    problems = verify_store(store.path)
+    assert len(problems) == 1 and name in problems[0] and "checksum" in problems[0]
+    path.unlink()
+    assert any(name in p and "cannot be read" in p for p in verify_store(store.path))
+
+
 def test_jpeg_format_round_trip(tmp_path: Path) -> None:
     yy, xx = np.mgrid[0:32, 0:32]
     smooth = np.stack([(xx * 8) % 256, (yy * 8) % 256, ((xx + yy) * 4) % 256], -1).astype(np.uint8)

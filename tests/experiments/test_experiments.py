@@ -48,6 +48,19 @@ def _run(name, out, stores, params, seeds=None, cache=None):
                           cache=cache or out.parent / "cache", threads=1)
 
 
+def _errors_from(folder: Path, mode: str) -> tuple[float, float]:
+    """Top-1 and top-5 error recomputed from an evaluation's saved probabilities and labels (numpy, by rank)."""
+    probs, labels = np.load(folder / f"probs_{mode}.npy"), np.load(folder / "labels.npy")
+    rank = (probs > probs[np.arange(len(labels)), labels][:, None]).sum(1)  # classes scored above the label
+    return float((rank >= 1).mean()), float((rank >= 5).mean())
+
+
+def _derived(store: Path) -> Path:
+    (path,) = [p for p in store.parent.iterdir() if p.name.startswith(".derived-") and p.name.endswith("-s0")
+               and (p / "derived.json").is_file() and p.name.count("-160-") == 2]
+    return path
+
+
 def test_registry_lists_the_experiments():
     assert set(REGISTRY) == {"relu-tanh", "lrn", "ablations", "patches-ensembles", "imagenette", "imagenette-128",
                              "inits", "fashion-mnist"}
@@ -114,17 +127,43 @@ def test_lrn_quick(tmp_path, stores, capsys):
     doc = _run("lrn", out, stores, ["steps=6", "batch_size=16", "train_images=0", "test_images=0"], seeds=2)
     saved = _check(doc, out, capsys, ("summary", "lrn_gain", "runs"))
     assert len(saved["results"]["runs"]) == 4 and saved["seeds"] == [0, 1]
-    assert set(saved["results"]["summary"]) == {"with LRN", "without LRN"}
-    assert all(0 <= e <= 1 for r in saved["results"]["runs"] for e in [r["test_error"]])
+    summary = saved["results"]["summary"]
+    assert set(summary) == {"with LRN", "without LRN"}
+    # each run's test error, recomputed from its saved weights on the held-out split
+    import torch
+
+    from alexnet.experiments.smallnet import FourLayerNet, cifar_tensors
+
+    x, y = cifar_tensors(_derived(stores["cifar10-32"]), ("train", "val"))["val"]
+    for r in saved["results"]["runs"]:
+        model = FourLayerNet("relu", r["lrn"], 4)
+        model.load_state_dict(torch.load(out / "runs" / r["sub"] / "model.pt", weights_only=True))
+        trained = json.loads((out / "runs" / r["sub"] / "result.json").read_text())["config"]
+        assert trained["lrn"] == r["lrn"] and trained["activation"] == "relu"
+        with torch.no_grad():
+            assert r["test_error"] == pytest.approx(float((model.eval()(x).argmax(1) != y).float().mean()))
+    for label, lrn in (("with LRN", True), ("without LRN", False)):
+        errs = [r["test_error"] for r in saved["results"]["runs"] if r["lrn"] == lrn]
+        assert summary[label]["test_errors"] == errs and summary[label]["mean"] == pytest.approx(np.mean(errs))
+    assert saved["results"]["lrn_gain"] == pytest.approx(summary["without LRN"]["mean"] - summary["with LRN"]["mean"])
+    assert summary["with LRN"]["paper"] == 0.11 and summary["without LRN"]["paper"] == 0.13  # §3.3
 
 
 def test_ablations_quick(tmp_path, stores, capsys):
     out = tmp_path / "ablations"
     doc = _run("ablations", out, stores, ["max_steps=2", "batch_size=16", 'variants=["baseline", "pool2", "no-pca"]'])
     saved = _check(doc, out, capsys, ("summary", "runs"))
-    assert set(saved["results"]["summary"]) == {"baseline", "pool2", "no-pca"}
+    summary = saved["results"]["summary"]
+    assert set(summary) == {"baseline", "pool2", "no-pca"}
     for r in saved["results"]["runs"]:
-        assert r["status"] == "finished" and 0 <= r["test_error"] <= 1 and 0 <= r["train_error"] <= 1
+        run = out / "runs" / f"{r['variant']}-seed{r['seed']}"
+        assert r["status"] == "finished"
+        assert (r["test_error"], r["test_top5_error"]) == pytest.approx(_errors_from(run / "eval-val", "centre"))
+        assert r["train_error"] == pytest.approx(_errors_from(run / "eval-train_eval", "centre")[0])
+    for v in summary:
+        tests = [r["test_error"] for r in saved["results"]["runs"] if r["variant"] == v]
+        assert summary[v]["test"] == tests
+        assert summary[v]["delta_vs_baseline"] == pytest.approx(np.mean(tests) - np.mean(summary["baseline"]["test"]))
     cfg = json.loads((out / "runs" / "pool2-seed0" / "done.json").read_text())["config"]
     assert cfg["model"]["variants"] == ["pool2"] and cfg["run"]["max_steps"] == 2
     # a larger step budget continues the finished sub-runs from their checkpoints instead of restarting
@@ -145,6 +184,10 @@ def test_patches_ensembles_quick(tmp_path, stores, capsys):
     labels = np.load(out / "runs" / "net-seed0" / "eval-val" / "labels.npy")
     expected = float((np.mean(probs, axis=0).argmax(1) != labels).mean())
     assert saved["results"]["ensembles"]["k2_ten"]["top1"] == pytest.approx(expected)
+    for single in saved["results"]["singles"]:
+        folder = out / "runs" / f"net-seed{single['seed']}" / "eval-val"
+        assert (single["ten_top1"], single["ten_top5"]) == pytest.approx(_errors_from(folder, "ten"))
+        assert (single["centre_top1"], single["centre_top5"]) == pytest.approx(_errors_from(folder, "centre"))
 
 
 def test_imagenette_quick(tmp_path, stores, capsys):
@@ -152,7 +195,10 @@ def test_imagenette_quick(tmp_path, stores, capsys):
     doc = _run("imagenette", out, stores, ["max_steps=2", "batch_size=16"])
     saved = _check(doc, out, capsys, ("per_seed", "goal_reached", "kernels"))
     r = saved["results"]["per_seed"][0]
-    assert 0 <= r["ten_top1_error"] <= 1 and 0 <= r["centre_top1_error"] <= 1
+    folder = out / "runs" / "seed0" / "eval-val"
+    assert (r["ten_top1_error"], r["ten_top5_error"]) == pytest.approx(_errors_from(folder, "ten"))
+    assert (r["centre_top1_error"], r["centre_top5_error"]) == pytest.approx(_errors_from(folder, "centre"))
+    assert saved["results"]["goal_reached"] == (1 - r["ten_top1_error"] >= saved["results"]["goal_accuracy"])
     if saved["results"]["kernels"]:
         assert (out / "conv1-kernels-seed0.png").read_bytes()[:8] == PNG_SIGNATURE
 
@@ -251,7 +297,13 @@ def test_fashion_mnist_quick_imports_idx(tmp_path, capsys):
         cache=tmp_path / "cache", threads=1)
     saved = _check(doc, out, capsys, ("per_seed", "goal_reached", "test_accuracy_ten_mean"))
     assert (tmp_path / "cache" / "fashion-mnist-32").is_dir()
-    assert saved["results"]["per_seed"][0]["test_images"] == 48
+    r = saved["results"]["per_seed"][0]
+    assert r["test_images"] == 48
+    assert r["ten_top1_error"] == pytest.approx(_errors_from(out / "runs" / "seed0" / "eval-val", "ten")[0])
+    assert r["centre_top1_error"] == pytest.approx(_errors_from(out / "runs" / "seed0" / "eval-val", "centre")[0])
+    assert r["train_eval_top1_error"] == pytest.approx(
+        _errors_from(out / "runs" / "seed0" / "eval-train_eval", "centre")[0])
+    assert saved["results"]["test_accuracy_ten_mean"] == pytest.approx(1 - r["ten_top1_error"])
 
 
 def test_budget_mismatch_and_cli(tmp_path, stores, capsys):

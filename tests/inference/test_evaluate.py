@@ -54,6 +54,47 @@ def test_stub_model_gives_known_errors_in_both_modes(tmp_path: Path) -> None:
     assert {"wnid", "name", "top1_error", "top5_error"} <= set(per[0])
 
 
+class TopLeftPixelLogits(torch.nn.Module):
+    """A stub whose logits are (row / 4, column / 4, blue / 10) of each patch's top-left pixel: ten different views."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x[:, 0, 0, 0] / 4, x[:, 1, 0, 0] / 4, x[:, 2, 0, 0] / 10], dim=1)
+
+
+def test_ten_patches_average_the_softmax_outputs_by_hand(tmp_path: Path) -> None:
+    """§4.1: "averaging the predictions made by the network's softmax layer on the ten patches", not the logits."""
+    import math
+
+    size, crop = 20, 12
+    yy, xx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    images = np.stack([np.stack([yy, xx, np.full_like(yy, 7 * i)], -1) for i in range(3)]).astype(np.uint8)
+    classes = [("n00000000", "a"), ("n00000001", "b"), ("n00000002", "c")]
+    store = write_store(tmp_path / "coords", {"train": (images, np.zeros(3, np.int64)),
+                                              "val": (images, np.arange(3))}, classes)
+    stats = store.stats()
+    aug = Augmentation(crop, np.zeros_like(stats.mean_image), stats.eigenvalues, stats.eigenvectors,
+                       "image", False, 0.0, "paper")
+    result = evaluate_model(TopLeftPixelLogits(), store, split="val", augment=aug, batch_size=3, progress=False)
+    # the top-left pixels of the ten views: corners (0,0) (0,8) (8,0) (8,8), centre (4,4); mirrors start 11 right
+    views = [(0, 0), (0, 8), (8, 0), (8, 8), (4, 4)]
+    views += [(t, l + crop - 1) for t, l in views]
+    for b in range(3):
+        probs = [0.0, 0.0, 0.0]
+        for t, l in views:
+            z = [t / 4, l / 4, 7 * b / 10]
+            total = sum(math.exp(v) for v in z)
+            probs = [p + math.exp(v) / total / 10 for p, v in zip(probs, z)]
+        np.testing.assert_allclose(result.probs["ten"][b], probs, rtol=1e-5)
+        mean_logits = [sum(t for t, _ in views) / 40, sum(l for _, l in views) / 40, 7 * b / 10]
+        softmax_of_mean = [math.exp(v) / sum(math.exp(u) for u in mean_logits) for v in mean_logits]
+        assert max(abs(p - q) for p, q in zip(probs, softmax_of_mean)) > 0.02  # the two rules differ here
+    centre = [4 / 4, 4 / 4]
+    for b in range(3):
+        z = centre + [7 * b / 10]
+        np.testing.assert_allclose(result.probs["centre"][b], [math.exp(v) / sum(math.exp(u) for u in z) for v in z],
+                                   rtol=1e-5)
+
+
 def test_ten_patches_end_to_end_from_the_store(tmp_path: Path) -> None:
     """Store -> EvalBatches -> eval_transform: the four corners, the centre, and their mirrors."""
     size, crop = 20, 12

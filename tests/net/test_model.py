@@ -135,12 +135,39 @@ def test_dropout_only_in_training_mode() -> None:
     assert not torch.equal(a, model(x))
     drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
     assert len(drops) == 2 and all(m.p == DROPOUT.p for m in drops)
-    # inverted dropout (fidelity.md): survivors are doubled in training, nothing is scaled at test time
+    # inverted dropout (the default of ModelSpec and of the small-data presets; fidelity.md): survivors are
+    # doubled in training, nothing is scaled at test time
     kept = model.drop6(torch.ones(10_000))
     assert set(kept.unique().tolist()) == {0.0, 1 / (1 - DROPOUT.p)}
     assert abs(kept.mean().item() - 1.0) < 0.05
     model.eval()
     assert torch.equal(model.drop6(torch.ones(5)), torch.ones(5))
+
+
+def test_inverted_dropout_trains_differently_from_the_papers() -> None:
+    """docs/fidelity.md, dropout: the same initialisation, the same dropout masks and 20 steps of §5's SGD
+    (rate 0.01) move fc7 about six times as far under inverted dropout as under §4.2's form."""
+    from alexnet.training.optim import PaperSGD, param_groups
+
+    def trained(form: str) -> nn.Module:
+        torch.manual_seed(0)
+        net = build_model(ModelSpec(input_size=16, width=0.125, fc_units=256, num_classes=10, dropout=form))
+        opt = PaperSGD(param_groups(net, "paper", 0.01, 0.0005, 0.9))
+        g = torch.Generator().manual_seed(1)
+        xs, ys = torch.randn(20, 32, 3, 16, 16, generator=g), torch.randint(0, 10, (20, 32), generator=g)
+        torch.manual_seed(2)  # both forms draw their masks with bernoulli_ from here: the same masks
+        for x, y in zip(xs, ys):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        return net
+
+    torch.manual_seed(0)
+    start = build_model(ModelSpec(input_size=16, width=0.125, fc_units=256, num_classes=10))
+    paper, inverted = trained("paper"), trained("inverted")
+    moved = {n: [(getattr(m, n).weight - getattr(start, n).weight).norm().item() for m in (paper, inverted)]
+             for n in ("fc7", "fc8")}
+    assert 4 < moved["fc7"][1] / moved["fc7"][0] < 9 and 1.3 < moved["fc8"][1] / moved["fc8"][0] < 3
 
 
 def test_features_are_the_last_hidden_layer(paper_model: nn.Module) -> None:

@@ -63,4 +63,33 @@ def test_codes_retrieve_clusters(tmp_path) -> None:
         train_codes(x, 60)
     res = compare({"v": x[100:]}, {"v": x[:100]}, labels[100:], labels[:100], k=5, code_on=("v",),
                   settings=CodeSettings(bits=(64,), epochs=3, hidden=32))
-    assert [r.bytes_per_item for r in res] == [160, 8] and all(0 <= r.precision <= 1 for r in res)
+    assert [r.bytes_per_item for r in res] == [160, 8]
+    # precision@5 by brute force: same-label share among each query's 5 nearest (L2, then Hamming)
+    d2 = ((x[:100, None, :].astype(np.float64) - x[None, 100:, :]) ** 2).sum(-1)
+    nearest = np.argsort(d2, axis=1, kind="stable")[:, :5]
+    assert res[0].precision == pytest.approx((labels[100:][nearest] == labels[:100, None]).mean())
+    again = train_codes(x[100:], 64, hidden=32, epochs=3, seed=0)
+    _, ham = hamming_brute_force(again.encode(x[100:]), again.encode(x[:100]), 5)
+    assert res[1].precision == pytest.approx((labels[100:][ham] == labels[:100, None]).mean())
+    assert res[0].precision > 0.9 and res[1].precision > 0.5
+
+
+def test_the_decoder_reads_the_binary_code() -> None:
+    """§6.1's proposal is short *binary* codes: the decoder must see 0/1 codes in training, never probabilities,
+    while the encoder still gets the sigmoid's gradient (straight through)."""
+    torch.manual_seed(0)
+    net = BinaryAutoencoder(6, 16, hidden=32, noise=1.0)
+    seen = []
+    net.decoder.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0].detach().clone()))
+    x = torch.randn(32, 6)
+    net.train()
+    recon, p = net(x)
+    code = seen[-1]
+    assert set(code.unique().tolist()) <= {0.0, 1.0} and 0 < code.mean() < 1
+    assert torch.equal(code, (p > 0.5).float())  # p: the noisy sigmoid the code was cut from
+    recon.pow(2).sum().backward()
+    assert net.encoder[0].weight.grad.abs().sum() > 0
+    net.eval()
+    with torch.no_grad():
+        recon, _ = net(x)
+        assert torch.equal(recon, net.decoder(net.encode(x).float()))  # eval: the code encode() stores

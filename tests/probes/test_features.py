@@ -37,9 +37,13 @@ def test_features_match_model_and_sidecar(tiny, tmp_path: Path) -> None:
     s = Store(store)
     cfg = config_from_dict(read_checkpoint(run)["config"])
     aug = Augmentation.from_config(cfg.data, s.stats(), model.spec.reading)
+    seen = {}  # the reference: what fc7's ReLU outputs inside an ordinary forward pass, not model.features
+    hook = model.relu7.register_forward_hook(lambda m, i, o: seen.__setitem__("fc7", o.detach().clone()))
     with torch.no_grad():
-        ref = model.eval().features(aug.evaluate(s.split("val").read(np.arange(5)), "centre")).numpy()
-    np.testing.assert_allclose(fs.features[:5], ref, rtol=1e-5, atol=1e-6)
+        model.eval()(aug.evaluate(s.split("val").read(np.arange(5)), "centre"))
+    hook.remove()
+    assert fs.dim == model.fc7.out_features
+    np.testing.assert_allclose(fs.features[:5], seen["fc7"].numpy(), rtol=1e-5, atol=1e-6)
     assert (fs.labels == s.split("val").labels).all()
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from alexnet.errors import UserError
 from alexnet.training.optim import PaperSGD, freeze, param_groups
-from alexnet.paper import CODE2012, LEARNING
+from alexnet.paper import LEARNING
 
 MU, WD, LR = LEARNING.momentum, LEARNING.weight_decay, LEARNING.lr
 
@@ -115,13 +115,19 @@ def test_param_groups_paper_and_code2012():
     model = tiny()
     (g,) = param_groups(model, "paper", LR, WD, MU)
     assert len(g["params"]) == 4 and g["lr"] == LR and g["weight_decay"] == WD and g["lr_scale"] == 1
-    groups = {g["name"]: g for g in param_groups(model, "code2012", LR, WD, MU)}
-    assert len(groups["weights"]["params"]) == 2 and len(groups["biases"]["params"]) == 2
-    assert groups["biases"]["weight_decay"] == 0 and not CODE2012.bias_weight_decay
-    assert groups["biases"]["lr"] == LR * CODE2012.bias_lr_multiplier
-    assert groups["biases"]["lr_scale"] == CODE2012.bias_lr_multiplier
+    groups = {g["name"]: g for g in param_groups(model, "code2012", 0.01, 0.0005, 0.9)}
+    assert list(groups) == ["0.weight", "0.bias", "2.weight", "2.bias"]  # an epsW and an epsB per layer
+    for name, g in groups.items():
+        bias = name.endswith("bias")
+        assert len(g["params"]) == 1 and g["layer"] == name[0] and g["kind"] == ("bias" if bias else "weight")
+        # layer-params-145.cfg: epsW 0.01, epsB 0.02, wc 0.0005, wball 0
+        assert (g["lr"], g["weight_decay"], g["momentum"]) == ((0.02, 0.0, 0.9) if bias else (0.01, 0.0005, 0.9))
+        assert g["follows_schedule"] is not bias
     opt = PaperSGD(param_groups(model, "code2012", LR, WD, MU))
-    assert [g["lr_scale"] for g in opt.state_dict()["param_groups"]] == [1.0, CODE2012.bias_lr_multiplier]
+    assert [g["lr_scale"] for g in opt.state_dict()["param_groups"]] == [1.0, 2.0, 1.0, 2.0]
+    per_layer = param_groups(model, "paper", LR, WD, MU, per_layer=True)
+    assert [(g["name"], g["lr"], g["weight_decay"], g["follows_schedule"]) for g in per_layer] == [
+        ("0.weight", LR, WD, True), ("0.bias", LR, WD, True), ("2.weight", LR, WD, True), ("2.bias", LR, WD, True)]
     with pytest.raises(UserError):
         param_groups(model, "caffe", LR, WD, MU)
 
@@ -130,11 +136,46 @@ def test_bias_group_gets_no_decay_and_double_rate():
     model = tiny()
     bias = model[0].bias
     before = bias.detach().clone()
-    opt = PaperSGD(param_groups(model, "code2012", LR, WD, MU))
+    opt = PaperSGD(param_groups(model, "code2012", 0.01, 0.0005, 0.9))
     for p in model.parameters():
         p.grad = torch.ones_like(p)
     opt.step()
-    torch.testing.assert_close(bias.detach(), before - LR * CODE2012.bias_lr_multiplier)
+    torch.testing.assert_close(bias.detach(), before - 0.02)  # epsB 0.02, wball 0
+
+
+def test_code2012_biases_keep_their_rate_through_the_drops():
+    """layer-params-145.cfg after the run: every epsW 0.00001, every epsB still 0.02 (the log only set epsw)."""
+    from alexnet.training.schedule import FixedSchedule
+
+    model = tiny()
+    opt = PaperSGD(param_groups(model, "code2012", 0.01, 0.0005, 0.9))
+    schedule = FixedSchedule.code2012(0.01)
+    for epoch in range(1, 81):
+        schedule.step(epoch, 0.5)
+    schedule.apply(opt)
+    rates = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert rates["0.weight"] == pytest.approx(0.00001) and rates["2.weight"] == pytest.approx(0.00001)
+    assert rates["0.bias"] == rates["2.bias"] == 0.02
+    paper = PaperSGD(param_groups(model, "paper", 0.01, 0.0005, 0.9, per_layer=True))
+    schedule.apply(paper)
+    assert all(g["lr"] == pytest.approx(0.00001) for g in paper.param_groups)  # §5: one rate for all
+
+
+def test_a_group_at_rate_zero_is_left_as_it_is():
+    """cuda-convnet's weights.cu updates only when the rate is > 0: a frozen layer keeps weights and velocity."""
+    model = tiny()
+    opt = PaperSGD(param_groups(model, "code2012", LR, WD, MU))
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()  # a velocity that would otherwise keep moving the weights
+    opt.param_groups[0]["lr"] = 0.0  # 0.weight
+    before = model[0].weight.detach().clone()
+    velocity = opt.state[model[0].weight]["velocity"].clone()
+    other = model[2].weight.detach().clone()
+    opt.step()
+    assert torch.equal(model[0].weight.detach(), before)
+    assert torch.equal(opt.state[model[0].weight]["velocity"], velocity)
+    assert not torch.equal(model[2].weight.detach(), other)
 
 
 def test_freeze_leaves_layer_untouched():

@@ -10,7 +10,7 @@ import torch
 
 from alexnet.errors import UserError
 from alexnet.paper import CODE2012, LEARNING
-from alexnet.training.schedule import FixedSchedule, PlateauSchedule, make_schedule
+from alexnet.training.schedule import FixedSchedule, HandEvent, PlateauSchedule, make_schedule
 
 DIV = LEARNING.lr_divisor
 
@@ -134,3 +134,46 @@ def test_factory_errors_and_kind_mismatch():
     fixed = make_schedule("fixed", drop_epochs=(2, 4), stop_epoch=6)
     with pytest.raises(UserError):
         PlateauSchedule(patience=1, min_improvement=0.0).load_state_dict(fixed.state_dict())
+
+
+def test_code2012_hand_events_on_the_layers_groups():
+    """layer-params-145.cfg's log: after epoch 67 conv1's epsW / 10 and colour noise 0; after 72 conv1's rate 0.
+    Applied to code2012's per-layer groups, at the rates the log names (0.0001 -> 0.00001 on conv1)."""
+    from alexnet.net.model import ModelSpec, build_model
+    from alexnet.training.optim import PaperSGD, param_groups
+
+    model = build_model(ModelSpec(reading="code2012", input_size=16, width=0.125, fc_units=32, num_classes=4))
+    opt = PaperSGD(param_groups(model, "code2012", 0.01, 0.0005, 0.9))
+    s = make_schedule("code2012", lr=0.01)
+    noise_on = {}
+    rates = {}
+    for epoch in range(1, 80):
+        d = s.step(epoch, 0.5)
+        noise_on[epoch] = s.apply_events(epoch, opt)
+        s.apply(opt)
+        rates[epoch] = {g["name"]: g["lr"] for g in opt.param_groups}
+        assert [e.after_epoch for e in d.events] == {67: [67, 67], 72: [72]}.get(epoch, [])
+    assert all(noise_on[e] for e in range(1, 67)) and not any(noise_on[e] for e in range(67, 80))
+    assert rates[66]["conv1.weight"] == pytest.approx(0.0001) == rates[66]["conv2.weight"]
+    assert rates[67]["conv1.weight"] == pytest.approx(0.00001) and rates[67]["conv2.weight"] == pytest.approx(0.0001)
+    assert rates[71]["conv1.bias"] == 0.02 == rates[72]["conv2.bias"]  # epsw only, biases keep 0.02
+    assert rates[72]["conv1.weight"] == 0 and rates[72]["conv1.bias"] == 0  # frozen
+    assert rates[79]["conv1.weight"] == 0 and rates[79]["fc8.weight"] == pytest.approx(0.00001)
+    # idempotent: applying the events again (as a resumed run does) changes nothing
+    assert not s.apply_events(79, opt)
+    s.apply(opt)
+    assert {g["name"]: g["lr"] for g in opt.param_groups} == rates[79]
+
+
+def test_hand_events_need_the_layers_own_groups():
+    from alexnet.net.model import ModelSpec, build_model
+    from alexnet.training.optim import PaperSGD, param_groups
+
+    model = build_model(ModelSpec(input_size=16, width=0.125, fc_units=32, num_classes=4))
+    opt = PaperSGD(param_groups(model, "paper", 0.01, 0.0005, 0.9))
+    s = make_schedule("code2012", lr=0.01)
+    assert s.apply_events(66, opt)  # nothing due yet
+    with pytest.raises(UserError, match="conv1's own parameter groups"):
+        s.apply_events(67, opt)
+    with pytest.raises(UserError, match="bad hand event"):
+        FixedSchedule(events=(HandEvent(3, "sleep", "conv1"),))

@@ -155,3 +155,86 @@ def test_compiled_network_trains_like_the_eager_one(tiny_store, tmp_path: Path) 
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys()
     assert all(torch.allclose(wa[k], wb[k], rtol=1e-3, atol=1e-5) for k in wa)
+
+
+def test_resume_after_schedule_decisions_continues_the_schedule(tiny_store, tmp_path: Path) -> None:
+    """Resume in the third epoch, after two plateau decisions (one reduction): same rates, weights and state."""
+    plateau = ["schedule.max_epochs=3", "schedule.patience=1", "schedule.min_improvement=1.0"]  # 2 and 3 reduce
+    whole = tmp_path / "whole"
+    train(tiny_config(tiny_store.path, *plateau), whole, progress=False)
+    parts = tmp_path / "parts"
+    state = train(tiny_config(tiny_store.path, *plateau, "run.max_steps=15"), parts, progress=False)
+    assert state.epoch == 2 and state.batch == 3
+    train(load_run_config(parts, ["run.max_steps=0"]), parts, resume=True, progress=False)
+    a, b = read_checkpoint(whole / "checkpoints" / "last.pt"), read_checkpoint(parts / "checkpoints" / "last.pt")
+    assert a["schedule"] == b["schedule"] and b["schedule"]["reductions"] == 2
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+    def rates(run: Path) -> list[float]:
+        lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [r["lr"] for r in lines if r["kind"] == "epoch"]
+
+    assert rates(whole) == rates(parts) == pytest.approx([0.05, 0.05, 0.005])  # optim.lr=0.05 (helpers)
+
+
+def test_the_run_says_which_split_drives_the_schedule(tmp_path: Path) -> None:
+    """docs/fidelity.md, plateau rule: §5 decides on the validation error; without one the run says so."""
+    import numpy as np
+
+    from alexnet.data.shards import write_store
+    from helpers import make_store, quadrant_images
+
+    def decided(splits: tuple[str, ...], name: str) -> str:
+        if splits == ("train", "val"):
+            store = make_store(tmp_path / f"store-{name}")
+        else:
+            rng = np.random.default_rng(0)
+            store = write_store(tmp_path / f"store-{name}", {s: quadrant_images(48, 20, 4, rng) for s in splits},
+                                [(f"n{i:08d}", f"class {i}") for i in range(4)])
+        run = tmp_path / name
+        train(tiny_config(store.path, "run.max_steps=1"), run, progress=False)
+        lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        (event,) = [r for r in lines if r.get("event") == "decision_split"]
+        return event["split"], event["warning"]
+
+    assert decided(("train", "holdout", "val"), "with-holdout") == ("holdout", "")
+    split, warning = decided(("train", "val"), "with-val")
+    assert split == "val" and "prepare the store with --holdout N" in warning
+    assert decided(("train", "test"), "test-only")[0] == "test"
+    split, warning = decided(("train",), "no-val")
+    assert split == "train" and "the training error decides" in warning
+
+
+def test_code2012_hand_events_during_a_run(tmp_path: Path, monkeypatch) -> None:
+    """The code2012 schedule's hand events reach the run: rates, frozen conv1, colour noise, and again on resume."""
+    from alexnet.config import load_config
+    from alexnet.training import schedule as schedule_module
+    from alexnet.training.schedule import HandEvent
+    from alexnet.training.trainer import Trainer
+    from helpers import TINY_RECIPE, make_store
+
+    monkeypatch.setattr(schedule_module, "CODE2012_EVENTS", (
+        HandEvent(1, "weight_lr", "conv1", 0.1), HandEvent(1, "colour_noise_off"), HandEvent(2, "freeze", "conv1")))
+    store = make_store(tmp_path / "store")
+    config = load_config("code2012", [f'data.store="{store.path}"', *TINY_RECIPE, "run.max_steps=12"])
+    run = tmp_path / "run"
+    first = Trainer(config, run, progress=False)
+    assert first.augment.pca
+    first.fit()
+    assert not first.augment.pca  # off after epoch 1
+    rates = {g["name"]: g["lr"] for g in first.optimizer.param_groups}
+    assert rates["conv1.weight"] == rates["conv1.bias"] == 0  # frozen after epoch 2
+    assert rates["conv2.weight"] == 0.05 and rates["conv2.bias"] == 0.1  # optim.lr 0.05, biases x2
+    conv1_then = read_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    resumed = Trainer(load_run_config(run, ["run.max_steps=18"]), run, resume=True, progress=False)
+    assert not resumed.augment.pca and {g["name"]: g["lr"] for g in resumed.optimizer.param_groups} == rates
+    resumed.fit()
+    now = read_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    assert torch.equal(now["conv1.weight"], conv1_then["conv1.weight"])
+    assert torch.equal(now["conv1.bias"], conv1_then["conv1.bias"])
+    assert not torch.equal(now["conv2.weight"], conv1_then["conv2.weight"])
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    said = [(r["epoch"], r["what"]) for r in lines if r.get("event") == "hand_event"]
+    assert said == [(1, "after epoch 1: conv1 weights' rate x 0.1"), (1, "after epoch 1: colour noise off"),
+                    (2, "after epoch 2: conv1 frozen")]

@@ -40,6 +40,9 @@ from alexnet.published import NETWORKS, Network
 #: Weight initialisations: §5's N(0, 0.01), that std rescaled by each layer's fan-in, or He's fan-in
 #: scaling, plain or rescaled for 0..255 inputs (alexnet.net.init).
 INITS: tuple[str, ...] = ("paper", "fan-in", *HE_INITS)
+#: Dropout forms: §4.2's (zero in training, outputs times 1 - p at test time; the 2012 code's ``hs`` layer)
+#: or PyTorch's inverted dropout (survivors times 1 / (1 - p) in training, nothing at test time).
+DROPOUTS: tuple[str, ...] = ("paper", "inverted")
 
 #: Inputs at least this large use the paper's conv1 (11x11, stride 4); smaller
 #: ones use a scaled stem (see :func:`stem`), documented in docs/fidelity.md.
@@ -58,6 +61,7 @@ class ModelSpec:
     fc_units: int = ARCH.fc_units
     init: str = "paper"  # "paper": std 0.01 (§5); "fan-in": std scaled to keep the paper network's per-layer gain
     arch: str = PAPER_ARCH  # the paper's network, or a published one (owt2014, caffe)
+    dropout: str = "inverted"  # "paper": §4.2's form; "inverted": PyTorch's (the form of specs saved without it)
 
     def __post_init__(self) -> None:
         reading(self.reading)  # a UserError for an unknown name
@@ -77,6 +81,8 @@ class ModelSpec:
             raise UserError(f"fc_units: must be a positive integer, got {self.fc_units!r}")
         if self.init not in INITS:
             raise choice_error("init", self.init, INITS)
+        if self.dropout not in DROPOUTS:
+            raise choice_error("dropout", self.dropout, DROPOUTS)
         if "no-conv3" in self.variants and "no-conv4" in self.variants:
             raise UserError("variant: choose at most one of no-conv3, no-conv4")
         smallest = minimum_input_size(self)
@@ -253,13 +259,16 @@ class AlexNet(nn.Sequential):
     spec: ModelSpec
 
     def features(self, x: Tensor) -> Tensor:
-        """The last hidden layer's activity (fc7 after ReLU; 4096-d in the paper), used in §6.1."""
+        """The last hidden layer's activity (fc7 after its ReLU; 4096-d in the paper), used in §6.1.
+
+        The layers up to fc7's ReLU run exactly as in ``forward`` (in eval mode §4.2's dropout after
+        fc6 halves fc7's input, as it does for the prediction); fc7's own dropout is not applied.
+        """
         for name, module in self.named_children():
-            if name == "fc8":
+            x = module(x)
+            if name == "relu7":
                 return x
-            if not isinstance(module, nn.Dropout):
-                x = module(x)
-        raise RuntimeError("network has no fc8")  # pragma: no cover
+        raise RuntimeError("network has no relu7")  # pragma: no cover
 
     def conv1_kernels(self) -> Tensor:
         """conv1's weights (96, 3, 11, 11 in the paper); the first half is column 1 (Figure 3)."""
@@ -268,6 +277,18 @@ class AlexNet(nn.Sequential):
     @property
     def columns(self) -> int:
         return self.spec.columns
+
+
+class PaperDropout(nn.Dropout):
+    """§4.2's dropout: in training each output is zeroed with probability ``p`` and the others pass
+    unchanged; at test time every output is multiplied by ``1 - p`` (0.5).  The 2012 code's ``hs``
+    layer did the same (``layer.cu``: a 0/1 mask in training, ``scale(_keep)`` otherwise)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        keep = 1.0 - self.p
+        if self.training:
+            return x * torch.empty_like(x).bernoulli_(keep)
+        return x * keep
 
 
 class _PadBottomRight(nn.Module):
@@ -344,7 +365,8 @@ def build_model(spec: ModelSpec | None = None, **kwargs: Any) -> AlexNet:
         layers[name] = fc
         layers[f"relu{name[-1]}"] = act()
         if dropout and not before and name in DROPOUT.layers:
-            layers[f"drop{name[-1]}"] = nn.Dropout(DROPOUT.p if net is None else net.dropout)
+            p = DROPOUT.p if net is None else net.dropout
+            layers[f"drop{name[-1]}"] = (PaperDropout if spec.dropout == "paper" else nn.Dropout)(p)
     fc8 = nn.Linear(spec.fc_units, spec.num_classes)
     nn.init.normal_(fc8.weight, 0.0, INIT.weight_std)
     nn.init.constant_(fc8.bias, ARCH.out_bias_init)

@@ -190,3 +190,32 @@ def report_signal(model: Any, batch: Any, run_dir: Any, autocast: Any) -> Any:
         report = signal_report(model, images, labels, autocast=autocast)
     (run_dir / "signal.txt").write_text(report.table() + "\n")
     return report
+
+
+def roll_back(trainer: Any, reason: str, loss: float) -> None:
+    """An explosion at the coming step: return ``trainer`` to its older snapshot and lower the rate.
+
+    At most ``run.max_rollbacks`` times; one more is a :class:`HealthError` naming the step,
+    the loss and what to try.  Each roll-back is an event in ``metrics.jsonl`` and a line on screen.
+    """
+    import sys
+
+    step, state, run = trainer.state.step + 1, trainer.state, trainer.config.run
+    state.rollbacks += 1
+    if state.rollbacks > run.max_rollbacks:
+        raise HealthError(
+            f"training exploded at step {step} ({reason}) for the {state.rollbacks}th time; each time it "
+            f"rolled back and lowered the learning rate (now {trainer.lr:.3g}). Try a smaller optim.lr, another "
+            f"model.init, or a smaller optim.batch_size"
+        )
+    restored = trainer.snapshots.restore_oldest()
+    state.lr_factor *= run.rollback_lr_factor
+    trainer._apply_lr()
+    trainer.snapshots.take(state.step)
+    trainer.log.write({"kind": "event", "event": "rollback", "step": step, "loss": loss, "reason": reason,
+                       "restored_step": restored, "lr": trainer.lr, "lr_factor": state.lr_factor,
+                       "rollback": state.rollbacks})
+    if trainer.ctx.main:
+        print(f"step {step}: {reason}: rolled back to the weights of step {restored} and lowered the learning "
+              f"rate to {trainer.lr:.3g} (roll-back {state.rollbacks} of at most {run.max_rollbacks})",
+              file=sys.stderr)

@@ -14,18 +14,22 @@ gradually in the paper's rule and at once in torch's.
 
 Parameter groups (:func:`param_groups`): the ``paper`` reading uses one group
 ("an equal learning rate for all layers", every parameter weight-decayed); the
-``code2012`` reading follows the released configuration: biases are not
-weight-decayed and learn at ``CODE2012.bias_lr_multiplier`` times the weights'
-rate.  Each group stores ``lr_scale`` (1 or that multiplier) and schedules set
-``group["lr"] = base_lr * group["lr_scale"]`` so the ratio survives every drop.
+``code2012`` reading follows the released configuration, one group per layer
+and kind as its ``layer-params`` files have an ``epsW`` and an ``epsB`` per
+layer: biases are not weight-decayed, learn at ``CODE2012.bias_lr_multiplier``
+times the weights' initial rate, and keep that rate when the schedule divides
+the weights' (``follows_schedule = False``: the 2012 log only ever changed
+``epsW``).  Each group stores ``lr_scale`` and schedules set ``group["lr"] =
+base_lr * group["lr_scale"]``, with the initial rate as ``base_lr`` for groups
+that do not follow the schedule.
 
-Freezing: the 2012 run froze conv1 from epoch ``CODE2012.conv1_frozen_from_epoch``.
-:func:`freeze` sets ``requires_grad = False`` on a layer's parameters, and
-:class:`PaperSGD` skips parameters that do not require a gradient, so their
-weights and velocities stay exactly as they were.  (How cuda-convnet froze a
-layer -- for instance by setting its epsilon to 0, which under this rule would
-let the remaining velocity decay into the weights -- is not recorded; we stop
-the layer dead.)
+Freezing: the 2012 run set conv1's rate to 0 from epoch
+``CODE2012.conv1_frozen_from_epoch``, and cuda-convnet skips the update of
+weights whose rate is 0 (``weights.cu``: ``getBaseRate() > 0``), velocity
+included.  :class:`PaperSGD` does the same for a group whose ``lr`` is 0, so the
+hand events of the ``code2012`` schedule freeze a layer by its groups' rates;
+:func:`freeze` (``requires_grad = False``) stops a layer the same way for
+callers that build their own optimiser.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ class PaperSGD(torch.optim.Optimizer):
     Per group: ``lr`` (eps), ``momentum`` (mu), ``weight_decay`` (lambda).  State per
     parameter: ``velocity`` (v, starting at zero), saved and restored by
     ``state_dict()``.  Parameters without a gradient, or with
-    ``requires_grad=False``, are skipped.  ``foreach=None`` uses the multi-tensor
+    ``requires_grad=False``, are skipped, and so is a group whose ``lr`` is 0
+    (cuda-convnet's frozen layer: weights and velocity stay as they are).  ``foreach=None`` uses the multi-tensor
     ``torch._foreach_*`` kernels when available, ``False`` a plain per-tensor loop.
     """
 
@@ -83,6 +88,8 @@ class PaperSGD(torch.optim.Optimizer):
         use_foreach = self._use_foreach()
         for group in self.param_groups:
             lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+            if lr == 0:
+                continue
             params: list[Tensor] = []
             grads: list[Tensor] = []
             vels: list[Tensor] = []
@@ -126,40 +133,42 @@ def _foreach_update(params: list[Tensor], grads: list[Tensor], vels: list[Tensor
         torch._foreach_add_(ps, vs)
 
 
-def param_groups(model: nn.Module, reading: str | Reading, lr: float, weight_decay: float, momentum: float) -> list[dict]:
+def param_groups(model: nn.Module, reading: str | Reading, lr: float, weight_decay: float, momentum: float,
+                 *, per_layer: bool = False) -> list[dict]:
     """Optimizer parameter groups for a reading (trainable parameters only).
 
-    * ``paper``: one group ``"all"``: every parameter at ``lr``, all weight-decayed.
-    * ``code2012``: ``"weights"`` at ``lr`` with ``weight_decay``; ``"biases"``
-      (names ending in ``bias``) with weight decay 0 and
-      ``lr * CODE2012.bias_lr_multiplier``.
+    * ``paper``: one group ``"all"``: every parameter at ``lr``, all weight-decayed (or, with
+      ``per_layer``, the same settings in one group per layer and kind, for hand events).
+    * ``code2012``: one group per layer and kind, named ``"conv1.weight"``, ``"conv1.bias"``, ...:
+      weights at ``lr`` with ``weight_decay``; biases with weight decay 0, at
+      ``lr * CODE2012.bias_lr_multiplier``, and not following the schedule's drops.
 
-    Every group carries ``lr_scale``; a schedule sets ``lr = base_lr * lr_scale``.
+    Every group carries ``name``, ``layer``, ``kind`` ("weight", "bias" or "all"), ``lr_scale`` and
+    ``follows_schedule``; a schedule sets ``lr = base_lr * lr_scale``.
     """
     switches = reading_of(reading)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise UserError("the model has no trainable parameters")
-    if switches.bias_weight_decay and switches.bias_lr_multiplier == 1.0:
-        return [
-            dict(
-                name="all",
-                params=[p for _, p in named],
-                lr=lr,
-                lr_scale=1.0,
-                weight_decay=weight_decay,
-                momentum=momentum,
-            )
-        ]
-    weights = [p for n, p in named if not n.endswith("bias")]
-    biases = [p for n, p in named if n.endswith("bias")]
-    bias_wd = weight_decay if switches.bias_weight_decay else 0.0
-    scale = switches.bias_lr_multiplier
-    groups = [
-        dict(name="weights", params=weights, lr=lr, lr_scale=1.0, weight_decay=weight_decay, momentum=momentum),
-        dict(name="biases", params=biases, lr=lr * scale, lr_scale=scale, weight_decay=bias_wd, momentum=momentum),
-    ]
-    return [g for g in groups if g["params"]]
+    common = dict(weight_decay=weight_decay, momentum=momentum)
+    uniform = switches.bias_weight_decay and switches.bias_lr_multiplier == 1.0 and switches.bias_lr_follows_schedule
+    if uniform and not per_layer:
+        return [dict(name="all", layer="", kind="all", params=[p for _, p in named], lr=lr, lr_scale=1.0,
+                     follows_schedule=True, **common)]
+    groups: dict[str, dict] = {}
+    for name, p in named:
+        layer, _, leaf = name.rpartition(".")
+        kind = "bias" if leaf == "bias" else "weight"
+        key = f"{layer}.{kind}"
+        if key not in groups:
+            bias = kind == "bias"
+            scale = switches.bias_lr_multiplier if bias else 1.0
+            groups[key] = dict(name=key, layer=layer, kind=kind, params=[], lr=lr * scale, lr_scale=scale,
+                               follows_schedule=switches.bias_lr_follows_schedule or not bias,
+                               weight_decay=weight_decay if switches.bias_weight_decay or not bias else 0.0,
+                               momentum=momentum)
+        groups[key]["params"].append(p)
+    return list(groups.values())
 
 
 def freeze(model: nn.Module, layer_names: Iterable[str]) -> list[str]:

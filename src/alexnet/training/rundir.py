@@ -59,7 +59,8 @@ def model_spec(config: Config, store: Store) -> ModelSpec:
         raise UserError(f"{config.data.crop} is larger than the store's {store.image_size}x{store.image_size} images",
                         key="data.crop")
     return ModelSpec(num_classes=num_classes, reading=m.reading, variants=tuple(m.variants),
-                     input_size=config.data.crop, width=m.width, fc_units=m.fc_units, init=m.init, arch=m.arch)
+                     input_size=config.data.crop, width=m.width, fc_units=m.fc_units, init=m.init, arch=m.arch,
+                     dropout=m.dropout)
 
 
 def run_info(config: Config, spec: ModelSpec, ctx: Dist, device: Any, store: Store) -> dict[str, Any]:

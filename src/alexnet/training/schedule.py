@@ -5,7 +5,18 @@ val_error)``, where ``epoch`` counts completed epochs (1 after the first) and
 ``val_error`` is a fraction (0.42, not 42).  The returned :class:`Decision`
 gives the learning rate for the *next* epoch and whether to stop.  Apply it with
 ``schedule.apply(optimizer)``, which sets ``group["lr"] = current_lr *
-group.get("lr_scale", 1)`` so per-group ratios (code2012's biases) survive.
+group.get("lr_scale", 1)`` so per-group ratios (code2012's biases) survive; a
+group with ``follows_schedule = False`` (code2012's biases) keeps the initial
+rate times its scale.
+
+Hand events (:class:`HandEvent`, the ``code2012`` schedule's
+:data:`CODE2012_EVENTS`): the 2012 run's log records changes besides the rate
+drops -- conv1's weights' rate divided by 10 and the colour noise switched off
+after epoch 67, conv1 frozen after epoch 72.  ``schedule.apply_events(epoch,
+optimizer)`` applies every event up to ``epoch`` completed epochs to the groups
+of :func:`alexnet.training.optim.param_groups` (``per_layer=True``) and says
+whether colour noise stays on; it is idempotent, so a resumed run calls it once
+with the epoch it resumes at.
 
 "Stops improving" (§5, "divide the learning rate by 10 when the validation
 error rate stopped improving with the current learning rate"), made precise in
@@ -38,6 +49,35 @@ from alexnet.paper import CODE2012, LEARNING
 
 
 @dataclass(frozen=True)
+class HandEvent:
+    """A change made by hand when epoch ``after_epoch`` completed (as the log's rate drops).
+
+    ``action``: ``"weight_lr"`` multiplies ``layer``'s weights' rate by ``factor``; ``"freeze"`` sets
+    every rate of ``layer`` to 0 (the optimiser then leaves it untouched); ``"colour_noise_off"`` stops
+    the §4.1 colour noise.
+    """
+
+    after_epoch: int
+    action: str
+    layer: str = ""
+    factor: float = 1.0
+
+    def describe(self) -> str:
+        what = {"weight_lr": f"{self.layer} weights' rate x {self.factor:g}", "freeze": f"{self.layer} frozen",
+                "colour_noise_off": "colour noise off"}[self.action]
+        return f"after epoch {self.after_epoch}: {what}"
+
+
+#: The 2012 run's hand changes besides the rate drops (layer-params-145.cfg's log).
+CODE2012_EVENTS: tuple[HandEvent, ...] = (
+    HandEvent(CODE2012.conv1_lr_drop_epoch, "weight_lr", "conv1", 1 / LEARNING.lr_divisor),
+    HandEvent(CODE2012.colour_noise_off_from_epoch, "colour_noise_off"),
+    HandEvent(CODE2012.conv1_frozen_from_epoch, "freeze", "conv1", 0.0),
+)
+EVENT_ACTIONS: tuple[str, ...] = ("weight_lr", "freeze", "colour_noise_off")
+
+
+@dataclass(frozen=True)
 class Decision:
     """What a schedule decided after ``epoch``: the lr for the next epoch, and whether to stop."""
 
@@ -49,16 +89,22 @@ class Decision:
     reductions: int = 0
     bad_epochs: int = 0
     best: float = math.inf
+    events: tuple[HandEvent, ...] = ()  # the hand events this epoch's end brings
 
 
 class _Schedule:
     kind = ""
+    lr: float
 
-    def __init__(self) -> None:
+    def __init__(self, events: tuple[HandEvent, ...] = ()) -> None:
         self._lr = 0.0
         self.last_epoch = 0
         self.reductions = 0
         self.stopped = False
+        for e in events:
+            if e.action not in EVENT_ACTIONS or e.after_epoch < 1 or (e.action != "colour_noise_off" and not e.layer):
+                raise UserError(f"schedule: bad hand event {e}; actions: {', '.join(EVENT_ACTIONS)}")
+        self.events = tuple(sorted(events, key=lambda e: e.after_epoch))
 
     @property
     def current_lr(self) -> float:
@@ -66,9 +112,37 @@ class _Schedule:
         return self._lr
 
     def apply(self, optimizer: torch.optim.Optimizer) -> None:
-        """Set every group's ``lr`` to ``current_lr * group.get("lr_scale", 1)``."""
+        """Set every group's ``lr`` to ``current_lr * group.get("lr_scale", 1)`` (the initial rate instead of
+        ``current_lr`` for a group with ``follows_schedule = False``)."""
         for group in optimizer.param_groups:
-            group["lr"] = self._lr * group.get("lr_scale", 1.0)
+            base = self._lr if group.get("follows_schedule", True) else self.lr
+            group["lr"] = base * group.get("lr_scale", 1.0)
+
+    def events_after(self, epoch: int) -> tuple[HandEvent, ...]:
+        """The hand events due when ``epoch`` completes."""
+        return tuple(e for e in self.events if e.after_epoch == epoch)
+
+    def apply_events(self, epoch: int, optimizer: torch.optim.Optimizer) -> bool:
+        """Set each group's ``lr_scale`` from the hand events up to ``epoch`` completed epochs (idempotent:
+        the scale before any event is kept in ``group["base_lr_scale"]``); returns whether colour noise
+        stays on.  Call :meth:`apply` afterwards."""
+        due = [e for e in self.events if e.after_epoch <= epoch]
+        layers = {g.get("layer") for g in optimizer.param_groups}
+        for e in due:
+            if e.layer and e.layer not in layers:
+                raise UserError(f"schedule: the hand event '{e.describe()}' needs {e.layer}'s own parameter "
+                                "groups (param_groups(..., per_layer=True))")
+        for group in optimizer.param_groups:
+            scale = group.setdefault("base_lr_scale", group.get("lr_scale", 1.0))
+            for e in due:
+                if e.layer != group.get("layer"):
+                    continue
+                if e.action == "freeze":
+                    scale = 0.0
+                elif e.action == "weight_lr" and group.get("kind") == "weight":
+                    scale *= e.factor
+            group["lr_scale"] = scale
+        return not any(e.action == "colour_noise_off" for e in due)
 
     def set_lr(self, lr: float) -> None:
         """Make ``lr`` the rate from now on (a ``--resume --set optim.lr``); later drops divide it."""
@@ -233,8 +307,9 @@ class FixedSchedule(_Schedule):
         drop_epochs: tuple[int, ...] = CODE2012.lr_drop_epochs,
         divisor: float = LEARNING.lr_divisor,
         stop_epoch: int = CODE2012.stop_epoch,
+        events: tuple[HandEvent, ...] = (),
     ) -> None:
-        super().__init__()
+        super().__init__(events)
         drops = tuple(int(e) for e in drop_epochs)
         if list(drops) != sorted(set(drops)) or any(e < 1 for e in drops):
             raise UserError(f"fixed schedule: drop_epochs must be increasing positive epochs, got {drops}")
@@ -248,8 +323,9 @@ class FixedSchedule(_Schedule):
 
     @classmethod
     def code2012(cls, lr: float = LEARNING.lr) -> "FixedSchedule":
-        """The 2012 run: 0.01, /10 after epochs 25, 51 and 79, stop after epoch 91 (paper.CODE2012)."""
-        return cls(lr, CODE2012.lr_drop_epochs, LEARNING.lr_divisor, CODE2012.stop_epoch)
+        """The 2012 run: 0.01, /10 after epochs 25, 51 and 79, stop after epoch 91, and its hand events
+        (:data:`CODE2012_EVENTS`), all from paper.CODE2012."""
+        return cls(lr, CODE2012.lr_drop_epochs, LEARNING.lr_divisor, CODE2012.stop_epoch, CODE2012_EVENTS)
 
     def _config(self) -> dict[str, Any]:
         return dict(lr=self.lr, drop_epochs=list(self.drop_epochs), divisor=self.divisor, stop_epoch=self.stop_epoch)
@@ -276,7 +352,7 @@ class FixedSchedule(_Schedule):
         stop = epoch >= self.stop_epoch
         self.stopped = stop
         reason = f"reached stop_epoch {self.stop_epoch}" if stop else ("drop epoch" if reduced else "")
-        return Decision(epoch, self._lr, reduced, stop, reason, self.reductions)
+        return Decision(epoch, self._lr, reduced, stop, reason, self.reductions, events=self.events_after(epoch))
 
 
 SCHEDULE_KINDS: tuple[str, ...] = ("plateau", "fixed", "code2012")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ from alexnet.net.model import AlexNet, build_model
 from alexnet.locks import FolderLock
 from alexnet.runtime import all_sum, autocast_dtype, choose_device, device_kind, distributed, tune_cpu_allocator
 from alexnet.training import resume as resuming
-from alexnet.training.health import HealthError, HealthMonitor, Snapshots, grad_norm, report_signal
+from alexnet.training.health import (HealthError, HealthMonitor, Snapshots, grad_norm, report_signal,
+                                     roll_back)
 from alexnet.training.interrupt import Interrupt, stop_interrupted
 from alexnet.training.metrics import MetricsLog
 from alexnet.training.optim import PaperSGD, param_groups
@@ -120,9 +122,10 @@ class Trainer:
         self.model.to(self.device)
         if config.run.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = PaperSGD(param_groups(self.model, self.spec.reading, config.optim.lr,
-                                               config.optim.weight_decay, config.optim.momentum))
         self.schedule = schedule_from_config(config)
+        self.optimizer = PaperSGD(param_groups(self.model, self.spec.reading, config.optim.lr,
+                                               config.optim.weight_decay, config.optim.momentum,
+                                               per_layer=bool(self.schedule.events)))
         self.state = TrainState(decision_split=val_name or config.data.train_split)
         if resume:
             self._resumed = resuming.restore(self, self._saved)
@@ -204,7 +207,12 @@ class Trainer:
         return 1.0 if warm <= 0 or self.state.step >= warm else (self.state.step + 1) / warm
 
     def _apply_lr(self) -> None:
+        """The schedule's rates and hand events for the epoch in progress (idempotent: also on resume), times the
+        health check's and the warm-up's factors."""
+        noise = self.schedule.apply_events(self.state.epoch, self.optimizer)
         self.schedule.apply(self.optimizer)
+        if self.augment.pca and not noise:  # the 2012 run switched colour noise off by hand
+            self.augment = replace(self.augment, pca=False)
         for group in self.optimizer.param_groups:
             group["lr"] *= self.state.lr_factor * self._warm()
 
@@ -212,26 +220,7 @@ class Trainer:
 
     def _roll_back(self, reason: str, loss: float) -> None:
         """An explosion at the coming step: return to the older snapshot and lower the rate (bounded)."""
-        step = self.state.step + 1
-        self.state.rollbacks += 1
-        if self.state.rollbacks > self.config.run.max_rollbacks:
-            raise HealthError(
-                f"training exploded at step {step} ({reason}) for the {self.state.rollbacks}th time; each time it "
-                f"rolled back and lowered the learning rate (now {self.lr:.3g}). Try a smaller optim.lr, another "
-                f"model.init, or a smaller optim.batch_size"
-            )
-        restored = self.snapshots.restore_oldest()
-        self.state.lr_factor *= self.config.run.rollback_lr_factor
-        self._apply_lr()
-        self.snapshots.take(self.state.step)
-        event = {"kind": "event", "event": "rollback", "step": step, "loss": loss, "reason": reason,
-                 "restored_step": restored, "lr": self.lr, "lr_factor": self.state.lr_factor,
-                 "rollback": self.state.rollbacks}
-        self.log.write(event)
-        if self.ctx.main:
-            print(f"step {step}: {reason}: rolled back to the weights of step {restored} and lowered the learning "
-                  f"rate to {self.lr:.3g} (roll-back {self.state.rollbacks} of at most "
-                  f"{self.config.run.max_rollbacks})", file=sys.stderr)
+        roll_back(self, reason, loss)
 
     def _check_health(self, loss: float) -> str | None:
         """The health monitor's verdict on the coming step; a stop names what was kept and what to try."""
@@ -394,7 +383,6 @@ class Trainer:
                 lr_used = self.lr
                 error = val.get("val_top1_error", train_metrics["train_top1_error"])
                 decision = self.schedule.step(epoch + 1, error)
-                self._apply_lr()
                 record = {"kind": "epoch", "epoch": epoch + 1, "step": self.state.step, "lr": lr_used,
                           "seconds": time.perf_counter() - t0, **train_metrics, **val}
                 self.log.write(record, epoch + 1)
@@ -403,6 +391,9 @@ class Trainer:
                                       if isinstance(v, float) and k not in ("lr", "seconds"))
                     print(f"epoch {epoch + 1}: {shown}, lr {lr_used:.0e}, {record['seconds']:.0f}s", file=sys.stderr)
                 self.state.epoch, self.state.batch = epoch + 1, 0
+                self._apply_lr()  # the next epoch's rate and hand events
+                for event in decision.events:
+                    self.log.write({"kind": "event", "event": "hand_event", "what": event.describe(), "epoch": epoch + 1})
                 if decision.stop:
                     self.state.done, self.state.stop_reason = True, decision.reason
                 improved = error < self.state.best_top1
