@@ -135,8 +135,9 @@ def test_kill_9_at_many_moments_of_training(tiny_store, tmp_path: Path) -> None:
 
 def test_two_trainers_on_one_run(tiny_store, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    train(tiny_config(tiny_store.path, "run.max_steps=1"), run, progress=False)
-    recipe = ["--set", "schedule.max_epochs=200", "--set", "run.max_steps=0", "--set", "run.log_every=1"]
+    # A fixed rate: the plateau schedule would end the run after its third reduction, before the second trainer.
+    train(tiny_config(tiny_store.path, "run.max_steps=1", "schedule.kind=fixed"), run, progress=False)
+    recipe = ["--set", "schedule.max_epochs=100000", "--set", "run.max_steps=0", "--set", "run.log_every=1"]
     first = start_cli("train", "--resume", run, "--quiet", *recipe)
     try:
         assert wait_for(lambda: '"resumed"' in (run / "metrics.jsonl").read_text() or first.poll() is not None)
