@@ -26,3 +26,32 @@ def test_demo_command_takes_seed_and_threads(tmp_path: Path, monkeypatch) -> Non
     monkeypatch.setattr("alexnet.demo.run_demo", lambda workdir, **kw: seen.update(kw))
     assert main(["demo", "--workdir", str(tmp_path), "--seed", "2", "--threads", "1", "--quick", "--quiet"]) == 0
     assert seen == {"quick": True, "seed": 2, "threads": 1, "progress": False}
+
+
+def test_demo_experiment_records_every_seed_and_thread_count_and_skips_finished_ones(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    from alexnet.experiments import record, run_experiment
+
+    calls = []
+
+    def fake_demo(workdir, *, quick, seed, threads, progress):
+        calls.append((seed, threads))
+        e = 0.1 * (seed + 1) + 0.01 * threads  # distinct per sub-run, so each value lands in its own cell
+        return {"centre_top1_error": e, "centre_top5_error": 0.0, "ten_top1_error": e - 0.05, "ten_top5_error": 0.0}
+
+    monkeypatch.setattr("alexnet.demo.run_demo", fake_demo)
+    out = tmp_path / "demo-range"
+    run_experiment("demo", budget="full", out=out, seeds=2)
+    assert calls == [(0, 1), (1, 1), (0, 2), (1, 2)]
+    doc = record.load(out / "record.json")
+    assert doc["arms"]["threads-2"]["per_seed"]["1"]["centre_top1_error"] == 0.22
+    # the range over all four runs, by hand: 0.11, 0.21, 0.12, 0.22
+    assert "centre top-1 error 11.0%–22.0%" in doc["notes"][1]
+    assert "| 2 threads | 17.00% ± 7.07 (n = 2) |" in record.render(doc)
+    run_experiment("demo", budget="full", out=out, seeds=2)
+    assert len(calls) == 4, "finished sub-runs are not run again"
+
+
+def test_demo_experiment_rejects_bad_thread_counts(tmp_path: Path, capsys) -> None:
+    assert main(["experiment", "demo", "--out", str(tmp_path / "x"), "--param", "threads=0,2", "--quiet"]) == 2
+    assert "threads: expected positive thread counts" in capsys.readouterr().err

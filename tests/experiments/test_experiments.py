@@ -63,7 +63,7 @@ def _derived(store: Path) -> Path:
 
 def test_registry_lists_the_experiments():
     assert set(REGISTRY) == {"relu-tanh", "lrn", "ablations", "patches-ensembles", "imagenette", "imagenette-128",
-                             "inits", "fashion-mnist"}
+                             "inits", "fashion-mnist", "demo"}
     for name in REGISTRY:
         for budget in ("quick", "full"):
             assert parameters(name, budget)

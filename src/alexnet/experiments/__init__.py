@@ -29,6 +29,7 @@ REGISTRY: dict[str, str] = {
     "imagenette-128": "alexnet.experiments.imagenette128",
     "inits": "alexnet.experiments.inits",
     "fashion-mnist": "alexnet.experiments.fashion_mnist",
+    "demo": "alexnet.experiments.demo",
 }
 
 
