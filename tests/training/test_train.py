@@ -122,6 +122,11 @@ def test_bad_store_and_bad_config_are_user_errors(tiny_store, tmp_path: Path) ->
         train(tiny_config(tiny_store.path, "model.num_classes=7"), tmp_path / "r2", progress=False)
     with pytest.raises(UserError, match="data.crop: 99 is larger"):
         train(tiny_config(tiny_store.path, "data.crop=99"), tmp_path / "r3", progress=False)
+    # a preset for much smaller images on this 20-px store (prepared for 16-px crops): by hand, 8 * 256/224 = 9.1
+    with pytest.raises(UserError, match="data.crop: 8 is less than half the store's 20x20 images: prepare the "
+                                        "store with --size 9"):
+        train(tiny_config(tiny_store.path, "data.crop=8"), tmp_path / "r5", progress=False)
+    assert not (tmp_path / "r5").exists() and not (tmp_path / "r3").exists()
     with pytest.raises(UserError, match="variant: unknown value"):
         train(tiny_config(tiny_store.path, "model.variants=wide"), tmp_path / "r4", progress=False)
 

@@ -29,6 +29,7 @@ from alexnet.config import Config, apply_overrides, config_from_dict, load_confi
 from alexnet.data.store import HOLDOUT_SPLIT, Store
 from alexnet.errors import UserError
 from alexnet.net.model import ModelSpec
+from alexnet.paper import DATA
 from alexnet.locks import LOCK_NAME, FolderLock
 from alexnet.runtime import Dist, atomic_json, atomic_text, versions
 
@@ -48,6 +49,10 @@ class TrainState:
     decision_split: str = ""  # the split whose error best_top1 is (the training split when the store has no other)
 
 
+#: Training patches smaller than this share of the stored image are refused (a store prepared for another preset).
+MIN_CROP_FRACTION = 0.5
+
+
 def model_spec(config: Config, store: Store) -> ModelSpec:
     """The network a config builds for a store (classes from the store, input size = the crop)."""
     m = config.model
@@ -57,6 +62,13 @@ def model_spec(config: Config, store: Store) -> ModelSpec:
                         key="model.num_classes")
     if config.data.crop > store.image_size:
         raise UserError(f"{config.data.crop} is larger than the store's {store.image_size}x{store.image_size} images",
+                        key="data.crop")
+    if config.data.crop < MIN_CROP_FRACTION * store.image_size:
+        # e.g. a 128-px preset on a 256-px store: it would train on quarter-size patches of each image
+        # and test on centre patches a quarter of the image; almost surely the wrong store or preset.
+        size = round(config.data.crop * DATA.image_size / DATA.crop_size)
+        raise UserError(f"{config.data.crop} is less than half the store's {store.image_size}x{store.image_size} "
+                        f"images: prepare the store with --size {size} (§2's ratio) or set data.crop",
                         key="data.crop")
     return ModelSpec(num_classes=num_classes, reading=m.reading, variants=tuple(m.variants),
                      input_size=config.data.crop, width=m.width, fc_units=m.fc_units, init=m.init, arch=m.arch,
