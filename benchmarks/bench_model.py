@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--formats", default="nchw,nhwc", help="comma-separated subset of nchw,nhwc")
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated subset of fp32,bf16")
     parser.add_argument("--no-allocator-tuning", action="store_true")
+    parser.add_argument("--json", help="also write the figures per round as a results file (docs/results/NAME.json)")
     args = parser.parse_args()
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if not formats or any(f not in FORMATS for f in formats):
@@ -125,6 +126,45 @@ def main() -> None:
             ratios = "".join(f"{speed[name, fmt, 'bf16'] / speed[name, fmt, 'fp32']:8.2f}" for fmt in formats)
             print(f"  {'ratio bf16/fp32 ' + name:<28}" + ratios
                   + f"{best[name, 'bf16'] / best[name, 'fp32']:8.2f}")
+    if args.json:
+        write_record(args, times, list(builders), formats, precisions)
+
+
+def write_record(args: argparse.Namespace, times: dict[tuple[str, str, str], list[float]], names: list[str],
+                 formats: list[str], precisions: list[str]) -> None:
+    """Each round's images/s (the network's faster format) and the ratios within that round, as a results file."""
+    import sys
+    from pathlib import Path
+
+    from alexnet.experiments import record
+    from alexnet.runtime import environment
+
+    def per_round(name: str, prec: str) -> list[float]:
+        return [max(args.batch / times[name, fmt, prec][r] for fmt in formats) for r in range(args.rounds)]
+
+    arms: dict[str, dict] = {}
+    for prec in precisions:
+        for name in names:
+            arms[f"{name}-{prec}"] = {"label": f"{name}, {prec}", "per_seed": {
+                str(r): {"images_per_s": v} for r, v in enumerate(per_round(name, prec))}}
+    ratios = [(f"{n}-bf16", f"{n}-fp32", f"ratio bf16/fp32, {n}") for n in names if set(PRECISIONS) <= set(precisions)]
+    ratios += [(f"ours-{p}", f"torchvision-{p}", f"ratio ours/torchvision, {p}") for p in precisions]
+    for a, b, label in ratios:
+        arms[label] = {"label": label, "per_seed": {
+            r: {"ratio": arms[a]["per_seed"][r]["images_per_s"] / arms[b]["per_seed"][r]["images_per_s"]}
+            for r in arms[a]["per_seed"]}}
+    doc = {"name": Path(args.json).stem, "command": " ".join(["python", *sys.argv]),
+           "question": "How fast is a training step of the paper network in bf16 against fp32, and against "
+                       "torchvision's AlexNet, measured side by side in one process?",
+           "environment": environment(0), "rule": record.RULE, "seeds": list(range(args.rounds)), "arms": arms,
+           "table": {"columns": [{"metric": "images_per_s", "label": "images/s (faster format)", "format": "num",
+                                  "missing": "—"},
+                                 {"metric": "ratio", "label": "ratio, same round", "format": "num", "missing": "—"}],
+                     "rows": list(arms)},
+           "notes": [f"Batch {args.batch}, {args.steps} steps per round, {args.rounds} rounds interleaved; each "
+                     f"'seed' is one round (mean ± std over rounds); formats {formats}."]}
+    record.write(doc, args.json)
+    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
