@@ -98,3 +98,16 @@ def test_the_choices_config_checks_are_the_ones_the_code_accepts() -> None:
     assert CHOICES["model.dropout"] == DROPOUTS
     assert CHOICES["model.reading"] == READINGS and CHOICES["run.amp"] == AMP_CHOICES
     assert CHOICES["schedule.kind"] == SCHEDULE_KINDS
+
+
+def test_small_data_presets_start_from_he_scaled_and_the_faithful_ones_from_section_5() -> None:
+    # docs/fidelity.md "initialisation of the small-data presets": §5's init stays in the readings of the paper
+    for name in ("paper", "code2012"):
+        c = load_config(name)
+        assert c.model.init == "paper" and c.schedule.warmup_steps == 0, name
+    for name in ("demo", "cifar10", "imagenette-128"):
+        assert load_config(name).model.init == "he-scaled", name
+    # a warm-up of about one epoch where the full rate from step 1 was measured to kill fc6/fc7's ReLUs:
+    # the demo's 2,700 training images in batches of 64 (43 steps); Imagenette's 8,969 in batches of 128 (70)
+    assert load_config("demo").schedule.warmup_steps == 43
+    assert load_config("imagenette-128").schedule.warmup_steps == 70
