@@ -55,3 +55,20 @@ def test_demo_experiment_records_every_seed_and_thread_count_and_skips_finished_
 def test_demo_experiment_rejects_bad_thread_counts(tmp_path: Path, capsys) -> None:
     assert main(["experiment", "demo", "--out", str(tmp_path / "x"), "--param", "threads=0,2", "--quiet"]) == 2
     assert "threads: expected positive thread counts" in capsys.readouterr().err
+
+
+def test_the_readme_states_the_measured_range_of_the_committed_demo_results() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    doc = json.loads((root / "docs" / "results" / "demo.json").read_text())
+    runs = [v for arm in doc["arms"].values() for v in arm["per_seed"].values()]
+    assert len(runs) >= 6, "seeds 0-2 at 1 and 2 threads"
+    errors = [v["centre_top1_error"] for v in runs]
+    walls = [v["wall_seconds"] for v in runs]
+    assert max(errors) <= 0.45 and max(walls) <= 60, "the promise: <= 45% top-1 error, <= 60 s"
+    readme = (root / "README.md").read_text()
+    lo, hi = re.search(r"\*\*(\d+\.\d)–(\d+\.\d)% top-1 error\*\*", readme).groups()
+    assert (lo, hi) == (f"{100 * min(errors):.1f}", f"{100 * max(errors):.1f}")
+    lo, hi = re.search(r"\*\*(\d+)–(\d+) s\*\* each", readme).groups()
+    assert (int(lo), int(hi)) == (round(min(walls)), round(max(walls)))

@@ -94,6 +94,7 @@ def _sub_run(ctx: common.Context, seed: int, threads: int, quick: bool) -> dict[
     if done.is_file():
         return json.loads(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
+    ctx.runs += 1
     resumed = (folder / f"run-seed{seed}" / "checkpoints" / "last.pt").is_file()
     load = [round(x, 2) for x in os.getloadavg()]  # the machine's load when it started: timings depend on it
     t0 = time.perf_counter()
