@@ -63,7 +63,7 @@ def test_plain_he_on_pixel_units_gives_huge_logits():
 def test_he_inits_set_biases():
     assert {"he", "he-bias", "he-scaled"} <= set(INITS)
     he, he_bias = _model("he"), _model("he-bias")
-    assert float(he.conv2.bias.abs().max()) == 0 and float(he.fc6.bias.abs().max()) == 0
+    assert float(he.conv2.bias.detach().abs().max()) == 0 and float(he.fc6.bias.detach().abs().max()) == 0
     assert torch.allclose(he_bias.conv2.bias, torch.full_like(he_bias.conv2.bias, 0.1))
     assert float(he_bias.conv1.bias.abs().max()) == 0 and float(he_bias.fc8.bias.abs().max()) == 0
     fan_in = he.fc7.weight.shape[1]
