@@ -19,7 +19,9 @@ results show whether the divisor actually moves.
 Decisions on a holdout slice of the training set (``holdout_per_class`` images
 per class): each arm's rate is the one with the lowest best holdout error on
 seed 0 (a sweep that extends itself while the best is at an edge, up to
-``max_extensions``), and each run stops at (keeps) its best holdout weights.
+``max_extensions``), and each run stops at (keeps) its best holdout weights.  A run
+whose training loss is still at chance after ``give_up_after`` steps stops there
+(a dead rate; it keeps its holdout error).
 The test split is read once per reported run, with those weights.  The other
 seeds train at the chosen rate.  Writes ``record.json``
 (:mod:`alexnet.experiments.record`).
@@ -45,10 +47,10 @@ SEEDS = {"quick": 1, "full": 3}
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"train_images": 2560, "test_images": 1000, "holdout_per_class": 25, "steps": 200,
               "lrs": [0.0003, 0.001], "max_extensions": 0, "rate_factor": 3.0, "batch_size": 128,
-              "input_scale": "raw", "init": "default", "eval_every": 50, "stats_every": 50},
+              "input_scale": "raw", "init": "default", "eval_every": 50, "stats_every": 50, "give_up_after": 0},
     "full": {"train_images": 0, "test_images": 0, "holdout_per_class": 500, "steps": 20000,
              "lrs": [0.0001, 0.0003, 0.001, 0.003], "max_extensions": 3, "rate_factor": 3.0, "batch_size": 128,
-             "input_scale": "raw", "init": "default", "eval_every": 500, "stats_every": 500},
+             "input_scale": "raw", "init": "default", "eval_every": 500, "stats_every": 500, "give_up_after": 1000},
 }
 ARMS = {"lrn": (True, "with LRN"), "no-lrn": (False, "without LRN")}
 LAYERS = ("lrn1", "lrn2")
@@ -94,7 +96,8 @@ def _train(ctx: common.Context, params: dict[str, Any], data: dict[str, Any], lr
     cfg = SmallRun(activation="relu", lrn=lrn, lr=float(lr), steps=int(params["steps"]),
                    batch_size=int(params["batch_size"]), weight_decay=LEARNING.weight_decay, augment=True,
                    seed=seed, lr_drop_at=0.8, threads=ctx.threads, init=params["init"],
-                   eval_every=int(params["eval_every"]), stats_every=int(params["stats_every"]), give_up_after=0)
+                   eval_every=int(params["eval_every"]), stats_every=int(params["stats_every"]),
+                   give_up_after=int(params["give_up_after"]))
     ctx.runs += 1
     ctx.log(f"[{ctx.name}] {sub}")
     # no test split here: the sweep's runs never see it; _seed_values reads it once for the reported runs
