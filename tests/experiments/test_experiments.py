@@ -63,7 +63,7 @@ def _derived(store: Path) -> Path:
 
 def test_registry_lists_the_experiments():
     assert set(REGISTRY) == {"relu-tanh", "lrn", "ablations", "patches-ensembles", "imagenette", "imagenette-128",
-                             "inits", "fashion-mnist", "demo"}
+                             "inits", "fashion-mnist", "demo", "retrieval"}
     for name in REGISTRY:
         for budget in ("quick", "full"):
             assert parameters(name, budget)
@@ -76,17 +76,28 @@ def test_parameters_reject_unknown_keys_and_types():
         parameters("lrn", "quick", ["steps=fast"])
     with pytest.raises(UserError, match="unknown value"):
         parameters("nonesuch", "quick")
-    assert parameters("lrn", "quick", ["lr=1"])["lr"] == 1.0
+    assert parameters("lrn", "quick", ["rate_factor=2"])["rate_factor"] == 2.0
 
 
 def test_relu_tanh_quick_and_resume(tmp_path, stores, capsys):
+    from alexnet.experiments import record
+
     out = tmp_path / "relu-tanh"
-    params = ["max_steps=12", "window=4", "relu_lrs=[0.05]", "tanh_lrs=[0.05]", "batch_size=16", "train_images=0"]
+    params = ["max_steps=12", "window=4", "modern_lrs=[0.05]", "paper_lrs=[0.001]", "max_extensions=1",
+              "batch_size=16", "train_images=0"]
     doc = _run("relu-tanh", out, stores, params)
-    saved = _check(doc, out, capsys, ("ratio_tanh_over_relu", "best", "sweep", "target_train_error"))
-    assert {r["activation"] for r in saved["results"]["sweep"]} == {"relu", "tanh"}
+    saved = _check(doc, out, capsys, ("arms", "sweeps", "target_train_error"))
     assert saved["results"]["target_train_error"] == CIFAR.relu_tanh_target_train_error
-    marker = out / "runs" / "relu-lr0.05-seed0" / "result.json"
+    rec = record.load(out / "record.json")
+    for key, sweep in rec["sweeps"].items():
+        assert len(sweep["points"]) == 2 and sweep["extensions"] == 1  # one rate, then one below it
+        arm, act = key.split("/")
+        for seed, values in rec["arms"][key]["per_seed"].items():
+            sub = json.loads((out / "runs" / f"{arm}-{act}-lr{sweep['best']:g}-seed{seed}" / "result.json").read_text())
+            assert values["iterations_to_target"] == sub["reached_step"] and values["steps"] == sub["steps"]
+            assert values["train_images"] == 160 and sub["config"]["init"] == ("cuda-convnet" if arm == "paper"
+                                                                               else "default")
+    marker = out / "runs" / "modern-relu-lr0.05-seed0" / "result.json"
     before = marker.stat().st_mtime_ns
     _run("relu-tanh", out, stores, params)  # finished sub-runs are skipped
     assert marker.stat().st_mtime_ns == before
@@ -120,33 +131,6 @@ def test_small_network_resumes_after_interruption(tmp_path, stores, monkeypatch)
     b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)
     for key in a:
         torch.testing.assert_close(a[key], b[key])
-
-
-def test_lrn_quick(tmp_path, stores, capsys):
-    out = tmp_path / "lrn"
-    doc = _run("lrn", out, stores, ["steps=6", "batch_size=16", "train_images=0", "test_images=0"], seeds=2)
-    saved = _check(doc, out, capsys, ("summary", "lrn_gain", "runs"))
-    assert len(saved["results"]["runs"]) == 4 and saved["seeds"] == [0, 1]
-    summary = saved["results"]["summary"]
-    assert set(summary) == {"with LRN", "without LRN"}
-    # each run's test error, recomputed from its saved weights on the held-out split
-    import torch
-
-    from alexnet.experiments.smallnet import FourLayerNet, cifar_tensors
-
-    x, y = cifar_tensors(_derived(stores["cifar10-32"]), ("train", "val"))["val"]
-    for r in saved["results"]["runs"]:
-        model = FourLayerNet("relu", r["lrn"], 4)
-        model.load_state_dict(torch.load(out / "runs" / r["sub"] / "model.pt", weights_only=True))
-        trained = json.loads((out / "runs" / r["sub"] / "result.json").read_text())["config"]
-        assert trained["lrn"] == r["lrn"] and trained["activation"] == "relu"
-        with torch.no_grad():
-            assert r["test_error"] == pytest.approx(float((model.eval()(x).argmax(1) != y).float().mean()))
-    for label, lrn in (("with LRN", True), ("without LRN", False)):
-        errs = [r["test_error"] for r in saved["results"]["runs"] if r["lrn"] == lrn]
-        assert summary[label]["test_errors"] == errs and summary[label]["mean"] == pytest.approx(np.mean(errs))
-    assert saved["results"]["lrn_gain"] == pytest.approx(summary["without LRN"]["mean"] - summary["with LRN"]["mean"])
-    assert summary["with LRN"]["paper"] == 0.11 and summary["without LRN"]["paper"] == 0.13  # §3.3
 
 
 def test_ablations_quick(tmp_path, stores, capsys):
@@ -288,22 +272,35 @@ def test_prepare_fashion_mnist_writes_the_preset_store(tmp_path, capsys):
     assert "even number" in capsys.readouterr().err
 
 
-def test_fashion_mnist_quick_imports_idx(tmp_path, capsys):
+def test_fashion_mnist_quick_decides_on_the_holdout_and_reads_the_test_once(tmp_path, capsys):
+    from alexnet.data.store import Store
+    from alexnet.experiments import record
+
     idx = tmp_path / "idx"
     _fake_fashion(idx)
     out = tmp_path / "fm"
-    doc = run_experiment("fashion-mnist", budget="quick", out=out, params=[
-        f'idx_dir="{idx}"', "max_steps=3", "batch_size=16", "train_images=0", "val_images=0"],
-        cache=tmp_path / "cache", threads=1)
+    doc = run_experiment("fashion-mnist", budget="quick", out=out, seeds=2, params=[
+        f'idx_dir="{idx}"', "max_steps=0", "max_epochs=2", "batch_size=16", "train_images=0", "val_images=0",
+        "holdout=4"], cache=tmp_path / "cache", threads=1)
     saved = _check(doc, out, capsys, ("per_seed", "goal_reached", "test_accuracy_ten_mean"))
-    assert (tmp_path / "cache" / "fashion-mnist-32").is_dir()
-    r = saved["results"]["per_seed"][0]
-    assert r["test_images"] == 48
-    assert r["ten_top1_error"] == pytest.approx(_errors_from(out / "runs" / "seed0" / "eval-val", "ten")[0])
-    assert r["centre_top1_error"] == pytest.approx(_errors_from(out / "runs" / "seed0" / "eval-val", "centre")[0])
-    assert r["train_eval_top1_error"] == pytest.approx(
-        _errors_from(out / "runs" / "seed0" / "eval-train_eval", "centre")[0])
-    assert saved["results"]["test_accuracy_ten_mean"] == pytest.approx(1 - r["ten_top1_error"])
+    base = Store(tmp_path / "cache" / "fashion-mnist-32-holdout4")
+    assert len(base.split("holdout")) == 16 and len(base.split("train")) == 144  # 4 of each of the 4 classes
+    assert sorted(np.bincount(base.split("holdout").labels).tolist()) == [4, 4, 4, 4]
+    rec = record.load(out / "record.json")
+    assert rec["seeds"] == [0, 1] and set(rec["arms"]["preset"]["per_seed"]) == {"0", "1"}
+    for seed, r in rec["arms"]["preset"]["per_seed"].items():
+        run = out / "runs" / f"seed{seed}"
+        assert r["checkpoint"] == "best.pt" and r["test_images"] == 48
+        events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert any(e.get("event") == "decision_split" and e["split"] == "holdout" for e in events)
+        assert r["ten_top1_error"] == pytest.approx(_errors_from(run / "eval-val-best", "ten")[0])
+        assert r["centre_top1_error"] == pytest.approx(_errors_from(run / "eval-val-best", "centre")[0])
+        assert r["holdout_top1_error"] == pytest.approx(_errors_from(run / "eval-holdout-best", "centre")[0])
+        assert r["ten_top1_accuracy"] == pytest.approx(1 - r["ten_top1_error"])
+        assert not (run / "eval-val").exists()  # the test images are read once, with best.pt
+    acc = [r["ten_top1_accuracy"] for r in rec["arms"]["preset"]["per_seed"].values()]
+    assert saved["results"]["test_accuracy_ten_mean"] == pytest.approx(np.mean(acc))
+    assert "holdout error, centre (decides)" in record.render(rec)
 
 
 def test_budget_mismatch_and_cli(tmp_path, stores, capsys):

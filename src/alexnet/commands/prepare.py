@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fashion_mnist:
         from alexnet.data.sources.fashion_mnist import prepare_fashion_mnist
 
-        store = prepare_fashion_mnist(args.src, args.out, args.size)
+        store = prepare_fashion_mnist(args.src, args.out, args.size, holdout=args.holdout, seed=args.seed)
         print(f"{args.out}: Fashion-MNIST at {store.image_size}x{store.image_size}, splits {', '.join(store.splits())}")
         return 0
     from alexnet.data.prepare import prepare

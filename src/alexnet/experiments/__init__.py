@@ -30,6 +30,7 @@ REGISTRY: dict[str, str] = {
     "inits": "alexnet.experiments.inits",
     "fashion-mnist": "alexnet.experiments.fashion_mnist",
     "demo": "alexnet.experiments.demo",
+    "retrieval": "alexnet.experiments.retrieval",
 }
 
 

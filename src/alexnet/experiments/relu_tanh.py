@@ -1,162 +1,219 @@
-"""Experiment 1, ``relu-tanh``: Figure 1 (§3.1) on CIFAR-10.
+"""Experiment 1, ``relu-tanh``: Figure 1 (§3.1), ReLU vs tanh in the four-layer CIFAR-10 network.
 
-The four-layer network of :mod:`alexnet.experiments.smallnet` with ReLU and
-with tanh, no regularisation of any kind (no dropout, no weight decay, no data
-augmentation, no LRN), trained on full 32x32 training images with plain SGD.
-For each non-linearity the learning rate is chosen from a small sweep: every
-(non-linearity, rate) pair is trained until its training error -- the mean of
-the last ``window`` mini-batches, as cuda-convnet reported it -- reaches 25%
-(or the step budget runs out), and the rate that got there in the fewest
-iterations is kept ("chosen independently to make training as fast as
-possible").  The result is the iterations each needed and their ratio
-(paper: six times).
+The network of :mod:`alexnet.experiments.smallnet` without regularisation,
+trained on the CIFAR-10 training images (all 50,000 in the full budget) with
+plain SGD.  The measurement: iterations until the training error -- the mean of
+the last ``window`` mini-batches (50), as cuda-convnet reported it, not one
+batch -- reaches 25%.
+
+Rates "chosen independently to make training as fast as possible": for each
+arm and non-linearity, a sweep on seed 0 (:func:`alexnet.experiments.sweep.bracketing_sweep`)
+ranks each rate by the iterations it needed (a rate that never reached 25% ranks
+after every one that did, by its final training error; a diverged one last) and
+extends itself, ``rate_factor`` times beyond the edge, while the best rate is the
+lowest or the highest tried, up to ``max_extensions`` rates; the results say
+whether the best is interior.  The rate is chosen on training error, the
+paper's own criterion.  The other seeds then train at that rate.
+
+Arms (``--param arms=paper,modern``): ``paper`` -- §2's input scale (0-255 minus
+the mean image) and layers-18pct's Gaussian initialisation (the 2012 cuda-convnet
+configuration); ``modern`` -- inputs divided by their global standard deviation
+and PyTorch's fan-in initialisation.  Results: every sweep point, the chosen
+rates, per-seed iterations to 25% and the ratio tanh / ReLU per seed (paper:
+six times), in ``record.json`` (:mod:`alexnet.experiments.record`), and a plot
+like Figure 1.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from alexnet.experiments import common, plotting, stores, tables
+from alexnet.errors import UserError
+from alexnet.experiments import common, plotting, record, stores
 from alexnet.experiments.smallnet import SmallRun, cifar_tensors, train_small
+from alexnet.experiments.sweep import INTERIOR, bracketing_sweep
 from alexnet.paper import CIFAR
 
 DESCRIPTION = (f"Figure 1: ReLU vs tanh, four-layer CNN on CIFAR-10, iterations to "
-               f"{CIFAR.relu_tanh_target_train_error:.0%} training error")
-SEEDS = {"quick": 1, "full": 1}
-BUDGETS: dict[str, dict[str, Any]] = {
-    "quick": {"train_images": 2560, "max_steps": 100, "window": 20, "relu_lrs": [0.01, 0.05],
-              "tanh_lrs": [0.01, 0.05], "batch_size": 128, "init": "default"},
-    "full": {"train_images": 0, "max_steps": 8000, "window": 100, "relu_lrs": [0.003, 0.01, 0.03, 0.1],
-             "tanh_lrs": [0.003, 0.01, 0.03, 0.1], "batch_size": 128, "init": "default"},
+               f"{CIFAR.relu_tanh_target_train_error:.0%} training error (rate sweeps that bracket the fastest)")
+SEEDS = {"quick": 1, "full": 3}
+#: arm -> (input scale, initialisation, label)
+ARMS: dict[str, tuple[str, str, str]] = {
+    "paper": ("raw", "cuda-convnet", "paper's conditions (0-255 inputs, layers-18pct init)"),
+    "modern": ("std", "default", "modern (inputs / std, fan-in init)"),
 }
 ACTIVATIONS = ("relu", "tanh")
+BUDGETS: dict[str, dict[str, Any]] = {
+    "quick": {"train_images": 2560, "max_steps": 150, "window": 20, "arms": "paper,modern",
+              "paper_lrs": [0.0003, 0.001, 0.003], "modern_lrs": [0.01, 0.03, 0.1], "rate_factor": 3.0,
+              "max_extensions": 1, "batch_size": 128, "give_up_after": 0},
+    "full": {"train_images": 0, "max_steps": 20000, "window": 50, "arms": "paper,modern",
+             "paper_lrs": [0.0001, 0.0003, 0.001, 0.003], "modern_lrs": [0.003, 0.01, 0.03, 0.1],
+             "rate_factor": 3.0, "max_extensions": 4, "batch_size": 128, "give_up_after": 1000},
+}
+
+
+def arms_of(text: str) -> list[str]:
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    for a in names or [text]:
+        if a not in ARMS:
+            raise UserError(f"arms: unknown arm {a!r}; allowed: {', '.join(ARMS)}", key="param")
+    return names
+
+
+def rank(r: dict[str, Any]) -> tuple[int, float]:
+    """A sub-run's place in a sweep, lower is faster: (0, iterations) if it reached the target,
+    (1, final trailing error) if not, (2, 0) if it diverged."""
+    if r["diverged"]:
+        return (2, 0.0)
+    if r["reached_step"] is not None:
+        return (0, float(r["reached_step"]))
+    return (1, float(r["final_trailing_train_error"] if r["final_trailing_train_error"] is not None else 1.0))
 
 
 def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     seeds = ctx.seed_list(SEEDS)
+    arms = arms_of(params["arms"])
     common.start(ctx, seeds)
-    target = CIFAR.relu_tanh_target_train_error
     base = stores.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
-    store = stores.derived_store(ctx, base, train=params["train_images"], val=1000, train_eval=1000)
-    data = cifar_tensors(store, ("train",))
-    runs: list[dict[str, Any]] = []
-    for seed in seeds:
+    store = stores.derived_store(ctx, base, train=params["train_images"], val=1, train_eval=1) \
+        if params["train_images"] else base
+    doc_arms: dict[str, Any] = {}
+    sweeps: dict[str, Any] = {}
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for arm in arms:
+        scale, init, _ = ARMS[arm]
+        data = cifar_tensors(store, ("train",), scale=scale)["train"]
         for act in ACTIVATIONS:
-            for lr in params[f"{act}_lrs"]:
-                sub = f"{act}-lr{lr:g}-seed{seed}"
-                cfg = SmallRun(activation=act, lr=float(lr), steps=int(params["max_steps"]),
-                               batch_size=int(params["batch_size"]), seed=seed, window=int(params["window"]),
-                               stop_at_error=target, threads=ctx.threads, init=params["init"])
-                ctx.runs += 1
-                ctx.log(f"[{ctx.name}] {sub}")
-                r = train_small(ctx.run_dir(sub), cfg, data["train"], log=ctx.log if ctx.progress else None)
-                runs.append({"sub": sub, "activation": act, "lr": float(lr), "seed": seed, **r})
-    # the best rate of each non-linearity: fewest iterations to the target (else lowest final error)
-    def key(r: dict[str, Any]) -> tuple:
-        reached = r["reached_step"] is not None
-        return (not reached, r["reached_step"] if reached else 0, r["final_trailing_train_error"] or 9.9)
+            def score(lr: float, act: str = act) -> tuple[int, float]:
+                return rank(_train(ctx, params, data, arm, act, lr, seeds[0]))
 
-    best: dict[str, dict[str, Any]] = {}
-    per_seed_ratio: list[float] = []
-    for act in ACTIVATIONS:
-        by_lr: dict[float, list[dict[str, Any]]] = {}
-        for r in runs:
-            if r["activation"] == act and not r["diverged"]:
-                by_lr.setdefault(r["lr"], []).append(r)
-        if not by_lr:
-            continue
-        lr_best = min(by_lr, key=lambda lr: key(_median_run(by_lr[lr])))
-        best[act] = {"lr": lr_best, "runs": by_lr[lr_best]}
-    summary: dict[str, Any] = {}
-    for act, b in best.items():
-        steps = [r["reached_step"] for r in b["runs"]]
-        summary[act] = {
-            "lr": b["lr"],
-            "reached_steps": steps,
-            "reached_epochs": [r["reached_epoch"] for r in b["runs"]],
-            "all_reached": all(s is not None for s in steps),
-            "max_steps": int(params["max_steps"]),
-            "final_trailing_train_error": [r["final_trailing_train_error"] for r in b["runs"]],
-            "seconds_per_step": float(np.mean([r["seconds_per_step"] for r in b["runs"]])),
-        }
-    ratio, ratio_kind = None, "not measured"
-    if "relu" in summary and "tanh" in summary:
-        for rr, tr in zip(best["relu"]["runs"], best["tanh"]["runs"]):
-            if rr["reached_step"]:
-                t = tr["reached_step"] if tr["reached_step"] else tr["steps"]
-                per_seed_ratio.append(t / rr["reached_step"])
-        if per_seed_ratio:
-            ratio = float(np.mean(per_seed_ratio))
-            ratio_kind = "measured" if summary["tanh"]["all_reached"] else "lower bound (tanh did not reach the target)"
-    if per_seed_ratio and not summary.get("relu", {}).get("all_reached", False):
-        ratio_kind = "partial"
-    rows = []
-    for act in ACTIVATIONS:
-        if act not in summary:
-            continue
-        s = summary[act]
-        reached = [x for x in s["reached_steps"] if x is not None]
-        rows.append([act, f"{s['lr']:g}",
-                     f"{np.mean(reached):.0f}" if s["all_reached"] else f"> {s['max_steps']} (not reached)",
-                     f"{np.mean([e for e in s['reached_epochs'] if e is not None]):.2f}" if s["all_reached"] else "—",
-                     tables.pct(float(np.mean(s["final_trailing_train_error"])))])
-    table = (f"Iterations (batches of {params['batch_size']}) to {tables.pct(target, 0)} training error "
-             f"(mean of the last {params['window']} mini-batches), best rate of each non-linearity:\n\n"
-             + tables.md_table(["non-linearity", "learning rate", "iterations to target", "epochs to target",
-                                "final train error"], rows)
-             + f"\n\ntanh / ReLU iterations: **{'—' if ratio is None else f'{ratio:.2f}'}** ({ratio_kind}); "
-             f"paper: {CIFAR.relu_tanh_speedup:g}x.\n\nLearning-rate sweep:\n\n"
-             + tables.md_table(["run", "iterations to target", "final train error", "s/step"],
-                               [[r["sub"], r["reached_step"] if r["reached_step"] else
-                                 ("diverged" if r["diverged"] else "stuck at chance" if r.get("stuck_at_chance")
-                                  else f"> {r['steps']}"),
-                                 tables.pct(r["final_trailing_train_error"]), f"{r['seconds_per_step']:.3f}"]
-                                for r in runs]))
-    plot = _plot(ctx.out / "relu-tanh.png", runs, best, target)
-    results = {"target_train_error": target, "ratio_tanh_over_relu": ratio, "ratio_kind": ratio_kind,
-               "ratio_per_seed": per_seed_ratio, "best": summary, "params": params,
-               "train_images": runs[0]["train_images"] if runs else 0,
-               "sweep": [{k: r[k] for k in ("sub", "activation", "lr", "seed", "reached_step", "reached_epoch",
-                                             "steps", "diverged", "final_trailing_train_error", "seconds_per_step",
-                                             "wall_seconds")} for r in runs]}
-    notes = ["Network: cuda-convnet layers-18pct shape, 3 conv (32, 32, 64 kernels of 5x5) + 1 fully-connected "
-             "layer, max-pool 3/2, no LRN, no dropout, no weight decay, no augmentation (§3.1: no regularisation).",
-             f"Initialisation: {params['init']} (default: PyTorch's fan-in uniform; cuda-convnet: layers-18pct's "
-             "Gaussians, std 1e-4, 1e-2, 1e-2, 1e-1, biases 0), the same for both non-linearities.",
-             "Training error = mean top-1 error of the last `window` training mini-batches (as cuda-convnet logged it)."]
-    if params["train_images"]:
-        notes.append(f"Trained on a seeded random subset of {params['train_images']} CIFAR-10 training images "
-                     "(budget); the paper used all 50,000.")
-    return common.finish(ctx, seeds=seeds, results=results, table=table, plot=plot,
-                         paper={"relu_tanh_speedup": CIFAR.relu_tanh_speedup, "target_train_error": target},
-                         notes=notes)
+            s = bracketing_sweep(list(params[f"{arm}_lrs"]), score, factor=params["rate_factor"],
+                                 max_extensions=params["max_extensions"])
+            points = [_point(_train(ctx, params, data, arm, act, lr, seeds[0])) for lr in s["scores"]]
+            sweeps[f"{arm}/{act}"] = {"points": points, **{k: s[k] for k in ("best", "status", "extensions",
+                                                                                 "range")}}
+            runs = [_train(ctx, params, data, arm, act, s["best"], seed) for seed in seeds]
+            curves[f"{arm}/{act}"] = runs
+            doc_arms[f"{arm}/{act}"] = {
+                "label": f"{arm}: {'ReLU' if act == 'relu' else 'tanh'}, lr {s['best']:g}"
+                         + ("" if s["status"] == INTERIOR else " (not bracketed)"),
+                "per_seed": {str(r["seed"]): _values(r) for r in runs}}
+        doc_arms[f"{arm}/ratio"] = {"label": f"{arm}: tanh / ReLU", "per_seed": _ratios(doc_arms, arm, seeds)}
+    doc = _record(ctx, seeds, params, arms, doc_arms, sweeps, store)
+    record.write(doc, ctx.out / "record.json")
+    plot = _plot(ctx.out / "relu-tanh.png", curves, arms)
+    return common.finish(ctx, seeds=seeds, results={"arms": doc_arms, "sweeps": sweeps, "params": params,
+                                                    "target_train_error": CIFAR.relu_tanh_target_train_error},
+                         table=record.render(doc), plot=plot,
+                         paper={"relu_tanh_speedup": CIFAR.relu_tanh_speedup,
+                                "target_train_error": CIFAR.relu_tanh_target_train_error},
+                         notes=doc["notes"])
 
 
-def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    reached = [r for r in runs if r["reached_step"] is not None]
-    if len(reached) == len(runs):
-        return sorted(runs, key=lambda r: r["reached_step"])[len(runs) // 2]
-    return sorted(runs, key=lambda r: r["final_trailing_train_error"] or 9.9)[len(runs) // 2]
+def _train(ctx: common.Context, params: dict[str, Any], data: Any, arm: str, act: str, lr: float,
+           seed: int) -> dict[str, Any]:
+    sub = f"{arm}-{act}-lr{lr:g}-seed{seed}"
+    cfg = SmallRun(activation=act, lr=float(lr), steps=int(params["max_steps"]), batch_size=int(params["batch_size"]),
+                   seed=seed, window=int(params["window"]), stop_at_error=CIFAR.relu_tanh_target_train_error,
+                   threads=ctx.threads, init=ARMS[arm][1], give_up_after=int(params["give_up_after"]))
+    ctx.runs += 1
+    r = train_small(ctx.run_dir(sub), cfg, data, log=ctx.log if ctx.progress else None)
+    return {"sub": sub, "arm": arm, "activation": act, "lr": float(lr), "seed": seed, **r}
 
 
-def _plot(path: Path, runs: list[dict[str, Any]], best: dict[str, dict[str, Any]], target: float) -> Path:
+def _point(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: r.get(k) for k in ("lr", "reached_step", "reached_epoch", "steps", "diverged", "stuck_at_chance",
+                                  "final_trailing_train_error", "seconds_per_step", "wall_seconds")}
+
+
+def _values(r: dict[str, Any]) -> dict[str, Any]:
+    return {"iterations_to_target": r["reached_step"], "epochs_to_target": r["reached_epoch"], "lr": r["lr"],
+            "reached": r["reached_step"] is not None, "steps": r["steps"], "diverged": r["diverged"],
+            "final_trailing_train_error": r["final_trailing_train_error"], "train_images": r["train_images"],
+            "seconds_per_step": r["seconds_per_step"], "wall_seconds": r["wall_seconds"]}
+
+
+def _ratios(doc_arms: dict[str, Any], arm: str, seeds: list[int]) -> dict[str, Any]:
+    """Per seed: tanh's iterations over ReLU's (same seed); when tanh did not reach the target, the
+    steps it ran over ReLU's iterations is a lower bound (recorded apart, not as a ratio)."""
+    out: dict[str, Any] = {}
+    for seed in seeds:
+        relu, tanh = doc_arms[f"{arm}/relu"]["per_seed"][str(seed)], doc_arms[f"{arm}/tanh"]["per_seed"][str(seed)]
+        v: dict[str, Any] = {"ratio_tanh_over_relu": None}
+        if relu["reached"] and tanh["reached"]:
+            v["ratio_tanh_over_relu"] = tanh["iterations_to_target"] / relu["iterations_to_target"]
+        elif relu["reached"] and not tanh["diverged"]:
+            v["ratio_lower_bound"] = tanh["steps"] / relu["iterations_to_target"]
+        out[str(seed)] = v
+    return out
+
+
+def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], arms: list[str],
+            doc_arms: dict[str, Any], sweeps: dict[str, Any], store: Path) -> dict[str, Any]:
+    from alexnet.runtime import environment
+
+    target = CIFAR.relu_tanh_target_train_error
+    notes = [f"Budget `{ctx.budget}`: {params}.",
+             f"Training error = mean top-1 error of the last {params['window']} training mini-batches of "
+             f"{params['batch_size']}; the target is {target:.0%} (§3.1). No weight decay, dropout or augmentation.",
+             f"Training images: {doc_arms[f'{arms[0]}/relu']['per_seed'][str(seeds[0])]['train_images']} "
+             f"(store {store}).",
+             "— in an iterations cell: no seed of that row reached the target within max_steps.",
+             "Rates chosen on seed 0's training error (the paper's criterion: 'as fast as possible'); a sweep "
+             f"extends by ×/÷{params['rate_factor']:g} while its best rate is at an edge, at most "
+             f"{params['max_extensions']} times."]
+    for key, s in sweeps.items():
+        pts = ", ".join(f"{p['lr']:g} → " + ("diverged" if p["diverged"] else str(p["reached_step"])
+                                              if p["reached_step"] is not None
+                                              else f"> {p['steps']} ({100 * p['final_trailing_train_error']:.1f}%)")
+                        for p in s["points"])
+        notes.append(f"Sweep {key}: {pts}; best {s['best']:g} in [{s['range'][0]:g}, {s['range'][1]:g}]: "
+                     f"{s['status']}.")
+    for arm in arms:
+        bounds = [v["ratio_lower_bound"] for v in doc_arms[f"{arm}/ratio"]["per_seed"].values()
+                  if "ratio_lower_bound" in v]
+        if bounds:
+            notes.append(f"{arm}: tanh did not reach {target:.0%} in {len(bounds)} seed(s); ratio at least "
+                         + ", ".join(f"{b:.2f}" for b in bounds) + " there (not in the mean).")
+    return {
+        "name": "relu-tanh",
+        "question": "How many times fewer iterations does the four-layer CIFAR-10 network need to reach 25% "
+                    "training error with ReLUs than with tanh units, each at its fastest rate (Figure 1)?",
+        "command": " ".join(["alexnet", *sys.argv[1:]]),
+        "environment": environment(ctx.threads),
+        "rule": record.RULE,
+        "seeds": seeds,
+        "arms": doc_arms,
+        "sweeps": sweeps,
+        "table": {"columns": [
+            {"metric": "iterations_to_target", "label": f"iterations to {target:.0%}", "format": "int",
+             "missing": "—"},
+            {"metric": "epochs_to_target", "label": "epochs", "format": "num", "missing": "—"},
+            {"metric": "ratio_tanh_over_relu", "label": "tanh / ReLU", "format": "num", "missing": "—"}],
+            "rows": list(doc_arms),
+            "reference": [{"label": "paper (Figure 1)", "values": {"ratio_tanh_over_relu": CIFAR.relu_tanh_speedup}}]},
+        "verdicts": [{"claim": f"Figure 1, {arm}: ReLU reaches {target:.0%} in fewer iterations", "a": f"{arm}/relu",
+                      "b": f"{arm}/tanh", "metric": "iterations_to_target"} for arm in arms],
+        "notes": notes,
+    }
+
+
+def _plot(path: Path, curves: dict[str, list[dict[str, Any]]], arms: list[str]) -> Path:
+    """Figure 1: training error against epochs at each non-linearity's chosen rate, one panel per arm."""
     plt = plotting.pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    styles = {"relu": "-", "tanh": "--"}
-    colours = {"relu": "tab:blue", "tanh": "tab:red"}
-    for r in runs:
-        is_best = r["activation"] in best and r["lr"] == best[r["activation"]]["lr"]
-        curve = np.asarray(r["trailing_train_error"])
-        epochs = (np.arange(len(curve)) * r["trailing_every"] + 1) / r["steps_per_epoch"]
-        label = f"{'ReLU' if r['activation'] == 'relu' else 'tanh'} lr {r['lr']:g}" + (" (best)" if is_best else "")
-        if is_best and r["seed"] != 0:
-            label = None
-        ax.plot(epochs, curve, styles[r["activation"]], color=colours[r["activation"]],
-                alpha=1.0 if is_best else 0.25, linewidth=1.8 if is_best else 0.8, label=label)
-    ax.axhline(target, color="grey", linewidth=0.8, linestyle=":")
-    plotting.style_error_axes(ax, "Figure 1: four-layer CNN on CIFAR-10 (ReLU solid, tanh dashed)",
-                            ylabel="training error rate")
+    fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 3.6), squeeze=False)
+    for ax, arm in zip(axes[0], arms):
+        for act, style, colour in (("relu", "-", "tab:blue"), ("tanh", "--", "tab:red")):
+            for r in curves[f"{arm}/{act}"]:
+                curve = np.asarray(r["trailing_train_error"])
+                epochs = (np.arange(len(curve)) * r["trailing_every"] + 1) / r["steps_per_epoch"]
+                ax.plot(epochs, curve, style, color=colour, linewidth=1.2, alpha=0.8,
+                        label=f"{'ReLU' if act == 'relu' else 'tanh'} lr {r['lr']:g}" if r["seed"] == 0 else None)
+        ax.axhline(CIFAR.relu_tanh_target_train_error, color="grey", linewidth=0.8, linestyle=":")
+        plotting.style_error_axes(ax, f"Figure 1, {ARMS[arm][2]}", ylabel="training error rate")
     return plotting.save_figure(fig, path)

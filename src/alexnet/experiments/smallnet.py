@@ -13,15 +13,24 @@ files" of cuda-convnet, footnote 3).  We use the shape of cuda-convnet's
 (it used average pooling in layers 2 and 3) and the paper's cross-map LRN of
 §3.3 (k=2, n=5, alpha=1e-4, beta=0.75, the paper's reading) instead of
 cuda-convnet's same-map ``rnorm``.  Initialisation: PyTorch's default
-(uniform, fan-in scaled), identical for both non-linearities.  Inputs: the
-training set's mean image subtracted, divided by one global standard deviation.
+(uniform, fan-in scaled) or layers-18pct's Gaussians, identical for both
+non-linearities.  Inputs (:func:`cifar_tensors`): the training set's mean image
+subtracted, then either left at §2's 0-255 pixel scale (``raw``, the scale the
+paper's LRN constants k = 2, alpha = 1e-4 were chosen for) or divided by one
+global standard deviation (``std``, about 64 on CIFAR-10: it shrinks
+alpha * sum(a^2) by 64^2, and the LRN then does nothing).
 
 Training: plain SGD with momentum 0.9, batch 128, a constant learning rate
 (optionally divided by 10 for the last fraction of steps), optional weight
 decay, optional flips and +-2-pixel translations.  The batch order and every
 augmentation draw are pure functions of (seed, step), and a checkpoint is
 written every ``checkpoint_every`` steps, so an interrupted run resumes to the
-same result.
+same result.  With a ``holdout`` slice of the training set the network is
+evaluated on it every ``eval_every`` steps and the best weights are kept
+(``best.pt``): the stopping point is decided there, and the test split is read
+once, with those weights.  :func:`lrn_statistics` measures alpha * sum(a^2) / k
+of every LRN layer (how far the divisor moves from k), every ``stats_every``
+steps on the training batch.
 """
 
 from __future__ import annotations
@@ -37,8 +46,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from alexnet.errors import UserError
 from alexnet.training.checkpoint import atomic_save
-from alexnet.net.lrn import LocalResponseNorm
+from alexnet.net.lrn import LocalResponseNorm, window_sum
 from alexnet.paper import CIFAR, LEARNING, LRN_PARAMS, POOL
 
 #: layers-18pct's kernel counts.
@@ -48,6 +58,8 @@ KERNEL = 5
 #: ``init="cuda-convnet"``; a property of that configuration file, not a number of the paper.
 CUDA_CONVNET_INIT_STD: tuple[float, ...] = (1e-4, 1e-2, 1e-2, 1e-1)
 INITS = ("default", "cuda-convnet")
+#: Input scales of :func:`cifar_tensors`: ``raw`` (§2: 0-255 minus the mean image) or ``std`` (then / global std).
+INPUT_SCALES = ("raw", "std")
 
 
 class FourLayerNet(nn.Sequential):
@@ -97,6 +109,8 @@ class SmallRun:
     threads: int = 0
     init: str = "default"  # "default" (PyTorch's fan-in uniform) or "cuda-convnet" (layers-18pct's Gaussians)
     give_up_after: int = 300  # stop a run whose loss is still at chance (ln C) after this many steps (0: never)
+    eval_every: int = 0  # evaluate the holdout slice every this many steps and keep the best weights (0: never)
+    stats_every: int = 0  # measure the LRN statistic on the training batch every this many steps (0: never)
 
 
 def normalise(images: np.ndarray, mean: np.ndarray, std: float) -> Tensor:
@@ -133,9 +147,41 @@ def error_rate(model: nn.Module, x: Tensor, y: Tensor, batch: int = 500) -> floa
     return wrong / max(1, x.shape[0])
 
 
+@torch.no_grad()
+def lrn_statistics(model: nn.Module, x: Tensor) -> dict[str, dict[str, float]]:
+    """alpha * sum(a^2) / k of every LRN layer of ``model`` on the batch ``x``: its mean and max over all
+    images, maps and positions, with alpha as the layer applies it (``effective_alpha``: as printed in
+    §3.3 unless the layer divides it by n).  The layer divides by ``k^beta * (1 + this)^beta``: where it is
+    much below 1 the LRN only rescales its input by ``k^-beta``."""
+    found: dict[str, dict[str, float]] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, LocalResponseNorm):
+            def hook(mod: LocalResponseNorm, inputs: tuple[Tensor, ...], name: str = name) -> None:
+                a = inputs[0].float()
+                c = a.shape[1] // mod.groups
+                sq = (a * a).reshape(a.shape[0], mod.groups, c, -1)
+                s = window_sum(sq, mod.n // 2, (mod.n - 1) // 2, dim=2) * (mod.effective_alpha / mod.k)
+                found[name] = {"mean": float(s.mean()), "max": float(s.max())}
+            hooks.append(m.register_forward_pre_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        model(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return found
+
+
 def train_small(run_dir: Path, cfg: SmallRun, train: tuple[Tensor, Tensor],
-                test: tuple[Tensor, Tensor] | None = None, log=None) -> dict[str, Any]:
-    """Train one small network; ``run_dir/result.json`` marks it finished (then it is just read back)."""
+                test: tuple[Tensor, Tensor] | None = None, log=None,
+                holdout: tuple[Tensor, Tensor] | None = None) -> dict[str, Any]:
+    """Train one small network; ``run_dir/result.json`` marks it finished (then it is just read back).
+
+    With ``holdout`` and ``cfg.eval_every`` the holdout error is measured every ``eval_every`` steps (and at
+    the end) and the best weights are kept in ``best.pt``: ``test`` is then read once, with them."""
     run_dir = Path(run_dir)
     result_path = run_dir / "result.json"
     if result_path.is_file():
@@ -151,8 +197,10 @@ def train_small(run_dir: Path, cfg: SmallRun, train: tuple[Tensor, Tensor],
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     errors: list[float] = []
     losses: list[float] = []
+    curve: list[list[float]] = []  # [step, holdout error]
+    stats: list[dict[str, Any]] = []  # {"step": s, "lrn1": {"mean", "max"}, ...}
     step, reached, seconds = 0, None, 0.0
-    ckpt = run_dir / "last.pt"
+    ckpt, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if ckpt.is_file():
         state = torch.load(ckpt, weights_only=True)
         model.load_state_dict(state["model"])
@@ -160,22 +208,36 @@ def train_small(run_dir: Path, cfg: SmallRun, train: tuple[Tensor, Tensor],
         step, errors, losses = int(state["step"]), list(state["errors"]), list(state["losses"])
         reached = state["reached"] if state["reached"] >= 0 else None
         seconds = float(state["seconds"])
+        curve = json.loads(state.get("curve", "[]"))
+        stats = json.loads(state.get("stats", "[]"))
     model.train()
     per_epoch = x.shape[0] // cfg.batch_size
     diverged = stuck = False
     chance = math.log(int(y.max()) + 1)
     t0 = time.perf_counter() - seconds
+    watch = holdout is not None and cfg.eval_every > 0
 
     def save() -> None:
         atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "errors": errors,
                      "losses": losses, "reached": -1 if reached is None else reached,
-                     "seconds": time.perf_counter() - t0}, ckpt)
+                     "seconds": time.perf_counter() - t0, "curve": json.dumps(curve), "stats": json.dumps(stats)},
+                    ckpt)
+
+    def check_holdout() -> None:
+        if curve and curve[-1][0] == step:
+            return
+        err = error_rate(model, *holdout)
+        if not curve or err < min(e for _, e in curve):
+            atomic_save(model.state_dict(), best_path)
+        curve.append([step, err])
 
     while step < cfg.steps and reached is None:
         lr = cfg.lr / 10 if cfg.lr_drop_at and step >= cfg.lr_drop_at * cfg.steps else cfg.lr
         for group in opt.param_groups:
             group["lr"] = lr
         xb, yb = _batch(x, y, step, cfg)
+        if cfg.stats_every and step % cfg.stats_every == 0 and cfg.lrn:
+            stats.append({"step": step, **lrn_statistics(model, xb)})
         logits = model(xb)
         loss = nn.functional.cross_entropy(logits, yb)
         opt.zero_grad(set_to_none=True)
@@ -194,11 +256,17 @@ def train_small(run_dir: Path, cfg: SmallRun, train: tuple[Tensor, Tensor],
             break
         if cfg.stop_at_error and step >= cfg.window and np.mean(errors[-cfg.window:]) <= cfg.stop_at_error:
             reached = step
+        if watch and step % cfg.eval_every == 0:
+            check_holdout()
         if log and step % 100 == 0:
             log(f"  {run_dir.name}: step {step}, trailing train error {np.mean(errors[-cfg.window:]):.3f}, "
                 f"{(time.perf_counter() - t0) / step:.3f} s/step")
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             save()
+    if watch and not diverged:
+        check_holdout()
+    if cfg.stats_every and cfg.lrn and not diverged and (not stats or stats[-1]["step"] != step):
+        stats.append({"step": step, **lrn_statistics(model, _batch(x, y, step, cfg)[0])})
     wall = time.perf_counter() - t0
     trailing = [float(np.mean(errors[max(0, i + 1 - cfg.window):i + 1])) for i in range(len(errors))]
     result: dict[str, Any] = {
@@ -209,21 +277,42 @@ def train_small(run_dir: Path, cfg: SmallRun, train: tuple[Tensor, Tensor],
         "trailing_every": max(1, len(trailing) // 400), "wall_seconds": round(wall, 1),
         "seconds_per_step": wall / max(1, step), "train_images": int(x.shape[0]),
     }
+    if stats:
+        result["lrn_statistics"] = stats
+    torch.save(model.state_dict(), run_dir / "model.pt")
+    if watch and curve:
+        best_step, best_err = min(curve, key=lambda c: (c[1], c[0]))
+        result.update(holdout_curve=curve, best_step=int(best_step), holdout_error=best_err,
+                      holdout_images=int(holdout[0].shape[0]))
+        model.load_state_dict(torch.load(best_path, weights_only=True))
+        if cfg.lrn:
+            result["lrn_statistics_best"] = lrn_statistics(model, holdout[0][:cfg.batch_size])
     if test is not None and not diverged:
-        result["test_error"] = error_rate(model, *test)
+        result["test_error"] = error_rate(model, *test)  # read once: the best weights when a holdout decided
         result["test_images"] = int(test[0].shape[0])
     result_path.write_text(json.dumps(result, indent=2))
     ckpt.unlink(missing_ok=True)
-    torch.save(model.state_dict(), run_dir / "model.pt")
     return result
 
 
-def cifar_tensors(store: Path, splits: tuple[str, ...] = ("train", "val")) -> dict[str, tuple[Tensor, Tensor]]:
-    """Splits of a store as normalised tensors (mean image and std of the train split)."""
+def cifar_tensors(store: Path, splits: tuple[str, ...] = ("train", "val"), scale: str = "std",
+                  holdout_per_class: int = 0, seed: int = 0) -> dict[str, tuple[Tensor, Tensor]]:
+    """Splits of a store as float tensors, the train split's mean image subtracted; ``scale`` ``std`` also
+    divides by the train split's global standard deviation, ``raw`` keeps §2's 0-255 scale.
+
+    ``holdout_per_class`` > 0 moves that many training images of each class (seeded) to a ``holdout`` entry
+    before the mean is taken: the slice that rates and stopping are decided on."""
+    from alexnet.data.discover import holdout_indices
     from alexnet.experiments.stores import load_arrays
 
+    if scale not in INPUT_SCALES:
+        raise UserError(f"input_scale: unknown value {scale!r}; allowed: {', '.join(INPUT_SCALES)}", key="param")
     arrays = {s: load_arrays(store, s) for s in splits}
+    if holdout_per_class:
+        xs, ys = arrays["train"]
+        keep, held = holdout_indices(ys, holdout_per_class, seed)
+        arrays["train"], arrays["holdout"] = (xs[keep], ys[keep]), (xs[held], ys[held])
     xtr = arrays["train"][0]
     mean = xtr.astype(np.float32).mean(0)
-    std = float((xtr.astype(np.float32) - mean).std())
+    std = float((xtr.astype(np.float32) - mean).std()) if scale == "std" else 1.0
     return {s: (normalise(a, mean, std), torch.from_numpy(b)) for s, (a, b) in arrays.items()}

@@ -83,19 +83,30 @@ def pad_for_side(side: int) -> int:
     return (side - IMAGE_SIDE) // 2
 
 
-def write_fashion_store(out: Path, folder: Path = DEFAULT_DIR, pad: int = 0):
-    """Write Fashion-MNIST (train 60,000 / test 10,000) as a store in ``out``, ``pad`` zeros around."""
+def write_fashion_store(out: Path, folder: Path = DEFAULT_DIR, pad: int = 0, holdout: int = 0, seed: int = 0):
+    """Write Fashion-MNIST (train 60,000 / test 10,000) as a store in ``out``, ``pad`` zeros around;
+    ``holdout`` images of every class (drawn with ``seed``) move from train to a ``holdout`` split, the
+    slice that rate drops, stopping and the best checkpoint are decided on."""
+    from alexnet.data.discover import holdout_indices
     from alexnet.data.shards import write_store
+    from alexnet.data.store import HOLDOUT_SPLIT
 
-    return write_store(Path(out), load(folder, pad), CLASSES, source=str(folder))
+    splits = load(folder, pad)
+    if holdout:
+        x, y = splits["train"]
+        keep, held = holdout_indices(y, holdout, seed, [name for _, name in CLASSES])
+        splits["train"], splits[HOLDOUT_SPLIT] = (x[keep], y[keep]), (x[held], y[held])
+    source = f"{folder}" + (f" (holdout {holdout} per class, seed {seed})" if holdout else "")
+    return write_store(Path(out), splits, CLASSES, source=source)
 
 
-def prepare_fashion_mnist(folder: Path, out: Path, size: int | None = None):
+def prepare_fashion_mnist(folder: Path, out: Path, size: int | None = None, holdout: int = 0, seed: int = 0):
     """The fashion-mnist preset's store: the 28x28 images on a border of zeros, ``size`` x ``size``
-    (default 28 + 2 * PRESET_PAD); ``out`` must not exist or be empty (this writer cannot resume)."""
+    (default 28 + 2 * PRESET_PAD), ``holdout`` training images per class set aside; ``out`` must not exist
+    or be empty (this writer cannot resume)."""
     size = IMAGE_SIDE + 2 * PRESET_PAD if size is None else size
     pad = pad_for_side(size)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists and is not empty; choose another", key="out")
-    return write_fashion_store(out, folder, pad)
+    return write_fashion_store(out, folder, pad, holdout, seed)
