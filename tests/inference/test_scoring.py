@@ -41,3 +41,9 @@ def test_average_softmax_by_hand_for_one_image() -> None:
     got = average_softmax(logits, 2)
     assert got.shape == (1, 3)
     torch.testing.assert_close(got, torch.tensor([[0.4, 0.4, 0.2]]), rtol=0, atol=1e-6)
+
+
+def test_error_rates_for_any_list_of_k() -> None:
+    """Label ranks 1, 2, 3 and 4 among four classes: top-1 misses 3 of 4, top-2 2, top-3 1."""
+    scores = np.array([[4.0, 3.0, 2.0, 1.0]] * 4)
+    assert topk_error_rates(scores, np.array([0, 1, 2, 3]), (1, 2, 3)) == (0.75, 0.5, 0.25)

@@ -274,3 +274,20 @@ def test_any_bias_rule_of_a_reading_gives_per_layer_groups():
 def test_freezing_needs_a_layer_name_not_the_whole_model():
     with pytest.raises(UserError):
         freeze(tiny(), [""])
+
+
+def test_errors_name_the_problem_and_the_layers():
+    model = tiny()
+    with pytest.raises(UserError, match="top-level layers: 0, 1, 2$"):
+        freeze(model, ["conv9"])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(UserError, match="^the model has no trainable parameters$"):
+        param_groups(model, "paper", LR, WD, MU)
+
+
+def test_every_group_carries_the_given_momentum_and_decay():
+    model = tiny()
+    for reading in ("paper", "code2012"):
+        for g in param_groups(model, reading, LR, 0.001, 0.5):
+            assert g["momentum"] == 0.5 and g["weight_decay"] in (0.001, 0.0)
