@@ -291,3 +291,8 @@ def test_every_group_carries_the_given_momentum_and_decay():
     for reading in ("paper", "code2012"):
         for g in param_groups(model, reading, LR, 0.001, 0.5):
             assert g["momentum"] == 0.5 and g["weight_decay"] in (0.001, 0.0)
+
+
+def test_the_uniform_group_carries_the_documented_keys():
+    (g,) = param_groups(tiny(), "paper", LR, WD, MU)
+    assert (g["name"], g["layer"], g["kind"], g["lr_scale"], g["follows_schedule"]) == ("all", "", "all", 1.0, True)
