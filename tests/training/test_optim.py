@@ -296,3 +296,11 @@ def test_every_group_carries_the_given_momentum_and_decay():
 def test_the_uniform_group_carries_the_documented_keys():
     (g,) = param_groups(tiny(), "paper", LR, WD, MU)
     assert (g["name"], g["layer"], g["kind"], g["lr_scale"], g["follows_schedule"]) == ("all", "", "all", 1.0, True)
+
+
+def test_bad_hyperparameters_are_named():
+    for options, message in [(dict(lr=-1.0), "learning rate must be non-negative, got -1.0"),
+                             (dict(momentum=1.0), r"momentum must be in \[0, 1\), got 1.0"),
+                             (dict(weight_decay=-1.0), "weight decay must be non-negative, got -1.0")]:
+        with pytest.raises(UserError, match=message):
+            PaperSGD(tiny().parameters(), **options)
