@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-all bench clean
+.PHONY: install demo test test-slow test-all bench mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,13 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py
 
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml; docs/testing.md), one process:
+# `make mutate MUTANTS='alexnet.net.lrn.*'` checks one module.  Not part of `make test`.
+MUTANTS ?=
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,mutate]'
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 1 $(MUTANTS)
+	$(BIN)/python tools/mutation_score.py
+
 clean:
-	rm -rf $(VENV) demo build *.egg-info src/*.egg-info
+	rm -rf $(VENV) demo build mutants *.egg-info src/*.egg-info

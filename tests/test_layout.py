@@ -107,9 +107,10 @@ def test_code_asks_the_reading_object_never_its_name() -> None:
 
 
 def test_every_test_named_in_the_docs_exists() -> None:
-    """docs/fidelity.md names, per row, the tests that pin a choice: each named test must exist."""
+    """docs/fidelity.md names, per row, the tests that pin a choice, docs/testing.md the tests that kill
+    mutants: each named test must exist."""
     root = SRC.parents[1]
-    text = (root / "docs" / "fidelity.md").read_text()
+    text = "\n".join((root / "docs" / name).read_text() for name in ("fidelity.md", "testing.md"))
     missing = []
     for line in text.splitlines():
         # `tests/x.py::a`, `::b` names a and b in x.py; the next `tests/...` cell starts another file

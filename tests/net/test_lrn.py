@@ -162,3 +162,32 @@ def test_auto_engine_keeps_cpu_and_float64_tensors_on_the_passes() -> None:
 
     assert not _use_triton(torch.ones(1, 4, 2, 2), "auto")
     assert not _use_triton(torch.ones(1, 4, 2, 2), "torch")
+
+
+def test_window_sum_by_hand_at_both_ends() -> None:
+    """Maps 1, 2, 4, 8, 16: the sums over i-2..i and i..i+2 (clipped), and a window wider than the maps."""
+    from alexnet.net.lrn import window_sum
+
+    x = torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0], dtype=torch.float64).view(1, 5, 1, 1)
+    assert window_sum(x, 2, 0).flatten().tolist() == [1, 3, 7, 14, 28]
+    assert window_sum(x, 0, 2).flatten().tolist() == [7, 14, 28, 24, 16]
+    assert window_sum(x, 1, 1).flatten().tolist() == [3, 7, 14, 28, 24]
+    assert window_sum(x, 9, 9).flatten().tolist() == [31] * 5
+    assert window_sum(x, 0, 0).flatten().tolist() == [1, 2, 4, 8, 16]
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_fewer_maps_than_the_window(channels: int) -> None:
+    """A column of 1-3 maps under the n = 5 window: every map's sum covers the whole column."""
+    g = torch.Generator().manual_seed(6)
+    a = torch.relu(torch.randn(1, channels, 2, 2, generator=g, dtype=torch.float64)) * 40
+    p = LRN_PARAMS
+    got = LocalResponseNorm(p.n, p.alpha, p.beta, p.k)(a)
+    assert torch.allclose(got, lrn_by_loop(a, p.n, p.alpha, p.beta, p.k), rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(LocalResponseNorm(p.n, p.alpha, p.beta, p.k), (a.clone().requires_grad_(),))
+
+
+def test_another_beta_matches_the_printed_formula(activity: torch.Tensor) -> None:
+    p = LRN_PARAMS
+    got = LocalResponseNorm(p.n, p.alpha, 0.6, p.k)(activity)
+    assert torch.allclose(got, lrn_by_loop(activity, p.n, p.alpha, 0.6, p.k), rtol=0, atol=1e-12)

@@ -200,3 +200,107 @@ def test_bad_hyperparameters():
         PaperSGD(tiny().parameters(), lr=-1.0)
     with pytest.raises(UserError):
         PaperSGD(tiny().parameters(), momentum=1.0)
+
+
+def test_the_edges_of_the_allowed_hyperparameters():
+    """Rate 0 (cuda-convnet's frozen layer), momentum 0 (plain SGD) and weight decay 0 (the 2012 biases) are
+    allowed; momentum 1 or more and negative decay are not.  With mu = 0 and lambda = 0 one step is w - eps g."""
+    model = tiny()
+    PaperSGD(model.parameters(), lr=0.0)
+    with pytest.raises(UserError):
+        PaperSGD(model.parameters(), momentum=1.5)
+    with pytest.raises(UserError):
+        PaperSGD(model.parameters(), momentum=-0.1)
+    with pytest.raises(UserError):
+        PaperSGD(model.parameters(), weight_decay=-1e-4)
+    w = model[0].weight
+    before = w.detach().clone()
+    opt = PaperSGD(model.parameters(), lr=0.5, momentum=0.0, weight_decay=0.0)
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 2.0)
+    opt.step()
+    assert torch.equal(w.detach(), before - 1.0)  # 0.5 * 2, nothing else
+
+
+def test_plain_parameters_take_the_schedules_rate_unscaled():
+    from alexnet.training.schedule import FixedSchedule
+
+    opt = PaperSGD(tiny().parameters(), lr=0.01)
+    schedule = FixedSchedule(0.01, drop_epochs=(1,), divisor=10.0, stop_epoch=5)
+    schedule.step(1, 0.5)
+    schedule.apply(opt)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("foreach", [None, True, False])
+def test_foreach_chooses_the_multi_tensor_kernels(foreach, monkeypatch):
+    """``foreach=None`` uses torch's multi-tensor kernels where torch has them (it does), False never."""
+    from alexnet.training import optim
+
+    calls = []
+    real = optim._foreach_update
+    monkeypatch.setattr(optim, "_foreach_update", lambda *a: (calls.append(1), real(*a)))
+    model = tiny()
+    opt = PaperSGD(model.parameters(), foreach=foreach)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert bool(calls) is (foreach is not False)
+
+
+def test_nested_layers_are_named_by_everything_before_the_last_dot():
+    model = nn.Sequential(nn.Sequential(nn.Linear(2, 2)), nn.Linear(2, 1)).double()
+    groups = {g["name"]: g for g in param_groups(model, "code2012", LR, WD, MU)}
+    assert list(groups) == ["0.0.weight", "0.0.bias", "1.weight", "1.bias"]
+    assert (groups["0.0.bias"]["kind"], groups["0.0.bias"]["weight_decay"], groups["0.0.bias"]["layer"]) == (
+        "bias", 0.0, "0.0")
+
+
+def test_any_bias_rule_of_a_reading_gives_per_layer_groups():
+    """One uniform group only when biases decay, learn at the weights' rate and follow the schedule."""
+    from dataclasses import replace
+
+    from alexnet.paper import reading
+
+    model = tiny()
+    decay_free = replace(reading("code2012"), bias_lr_multiplier=1.0, bias_lr_follows_schedule=True)
+    groups = {g["name"]: g for g in param_groups(model, decay_free, LR, WD, MU)}
+    assert groups["0.bias"]["weight_decay"] == 0.0 and groups["0.weight"]["weight_decay"] == WD
+    doubled = replace(reading("paper"), bias_lr_multiplier=2.0)
+    groups = {g["name"]: g for g in param_groups(model, doubled, LR, WD, MU)}
+    assert groups["0.bias"]["lr"] == 2 * LR and groups["0.weight"]["lr"] == LR
+
+
+def test_freezing_needs_a_layer_name_not_the_whole_model():
+    with pytest.raises(UserError):
+        freeze(tiny(), [""])
+
+
+def test_errors_name_the_problem_and_the_layers():
+    model = tiny()
+    with pytest.raises(UserError, match="top-level layers: 0, 1, 2$"):
+        freeze(model, ["conv9"])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(UserError, match="^the model has no trainable parameters$"):
+        param_groups(model, "paper", LR, WD, MU)
+
+
+def test_every_group_carries_the_given_momentum_and_decay():
+    model = tiny()
+    for reading in ("paper", "code2012"):
+        for g in param_groups(model, reading, LR, 0.001, 0.5):
+            assert g["momentum"] == 0.5 and g["weight_decay"] in (0.001, 0.0)
+
+
+def test_the_uniform_group_carries_the_documented_keys():
+    (g,) = param_groups(tiny(), "paper", LR, WD, MU)
+    assert (g["name"], g["layer"], g["kind"], g["lr_scale"], g["follows_schedule"]) == ("all", "", "all", 1.0, True)
+
+
+def test_bad_hyperparameters_are_named():
+    for options, message in [(dict(lr=-1.0), "learning rate must be non-negative, got -1.0"),
+                             (dict(momentum=1.0), r"momentum must be in \[0, 1\), got 1.0"),
+                             (dict(weight_decay=-1.0), "weight decay must be non-negative, got -1.0")]:
+        with pytest.raises(UserError, match=message):
+            PaperSGD(tiny().parameters(), **options)

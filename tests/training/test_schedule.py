@@ -177,3 +177,93 @@ def test_hand_events_need_the_layers_own_groups():
         s.apply_events(67, opt)
     with pytest.raises(UserError, match="bad hand event"):
         FixedSchedule(events=(HandEvent(3, "sleep", "conv1"),))
+
+
+def test_the_edges_of_the_allowed_settings():
+    """Patience 1, min_improvement 0 and 0.5, divisor 1.5, max_epochs 1, no reductions, a drop after epoch 1 and
+    a hand event after epoch 1 are allowed; rate 0, divisor 1, max_epochs 0, -1 reductions, drop epochs out of
+    order or at 0, a stop at epoch 0 and a hand event at epoch 0 or of an unknown kind are not."""
+    PlateauSchedule(patience=1, min_improvement=0.0, divisor=1.5, max_epochs=1, max_reductions=0)
+    PlateauSchedule(patience=1, min_improvement=0.5)
+    FixedSchedule(0.01, (1,), 1.5, 1, events=(HandEvent(1, "freeze", "conv1"),))
+    bad_plateau = [dict(lr=0.0), dict(divisor=1.0), dict(max_epochs=0), dict(max_reductions=-1)]
+    for options in bad_plateau:
+        with pytest.raises(UserError):
+            PlateauSchedule(patience=1, min_improvement=0.0, **options)
+    bad_fixed = [dict(lr=0.0), dict(divisor=1.0), dict(stop_epoch=0), dict(drop_epochs=(3, 2)), dict(drop_epochs=(0,)),
+                 dict(events=(HandEvent(0, "freeze", "conv1"),)), dict(events=(HandEvent(2, "thaw", "conv1"),)),
+                 dict(events=(HandEvent(2, "freeze"),))]
+    for options in bad_fixed:
+        with pytest.raises(UserError):
+            FixedSchedule(**{"lr": 0.01, "drop_epochs": (2,), "divisor": 10.0, "stop_epoch": 5, **options})
+    s = PlateauSchedule(patience=1, min_improvement=0.0)
+    with pytest.raises(UserError):
+        s.set_lr(0.0)
+    with pytest.raises(UserError):
+        s.step(1, float("nan"))
+
+
+def test_plateau_counts_bad_epochs_one_at_a_time_and_reduces_at_patience():
+    s = PlateauSchedule(lr=1.0, divisor=4.0, max_reductions=2, patience=3, min_improvement=0.0, max_epochs=20)
+    assert s.step(1, 0.5).bad_epochs == 0
+    assert [s.step(e, 0.6).bad_epochs for e in (2, 3)] == [1, 2]
+    d = s.step(4, 0.6)  # the third bad epoch: reduce by 4, counter back to 0
+    assert (d.reduced, d.lr, d.reductions, d.bad_epochs, d.best) == (True, 0.25, 1, 0, 0.5)
+    assert s.step(5, 0.4).best == 0.4  # improvements move the reference
+    for e in (6, 7, 8):
+        d = s.step(e, 0.4)
+    assert (d.reduced, d.lr, d.reductions) == (True, 1 / 16, 2)
+    decisions = [s.step(e, 0.4) for e in (9, 10, 11)]
+    assert [d.stop for d in decisions] == [False, False, True] and decisions[-1].lr == 1 / 16  # no third reduction
+
+
+def test_plateau_stops_at_max_epochs_not_before():
+    s = PlateauSchedule(patience=10, min_improvement=0.0, max_epochs=2)
+    assert not s.step(1, 0.5).stop
+    assert s.step(2, 0.4).stop and s.stopped
+
+
+def test_fixed_schedule_drops_after_the_drop_epoch_and_stops_at_the_stop_epoch():
+    s = FixedSchedule(1.0, (2, 4), 10.0, 5)
+    decisions = [s.step(e) for e in range(1, 6)]
+    assert [d.lr for d in decisions] == pytest.approx([1.0, 0.1, 0.1, 0.01, 0.01])
+    assert [d.reduced for d in decisions] == [False, True, False, True, False]
+    assert [d.reductions for d in decisions] == [0, 1, 1, 2, 2]
+    assert [d.stop for d in decisions] == [False] * 4 + [True]
+    assert [s.lr_after(e) for e in (1, 2, 3)] == pytest.approx([1.0, 0.1, 0.1])
+
+
+def test_a_new_rate_on_resume_is_divided_by_the_later_drops_only():
+    s = FixedSchedule(1.0, (2, 4), 10.0, 6)
+    for e in (1, 2, 3):
+        s.step(e)
+    s.set_lr(0.5)  # one drop is behind: the initial rate that gives 0.5 now is 5
+    assert s.lr == pytest.approx(5.0) and s.current_lr == 0.5
+    assert s.step(4).lr == pytest.approx(0.05)
+
+
+def test_apply_without_scales_uses_the_current_rate():
+    """Any optimiser's groups: no ``lr_scale`` is 1, no ``follows_schedule`` follows."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    s = FixedSchedule(1.0, (1,), 10.0, 5)
+    s.step(1)
+    s.apply(opt)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_hand_events_on_one_layer_compose():
+    """Two rate events on one layer multiply; a freeze wins; the events due are those up to the epoch."""
+    p, q = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([dict(params=[p], layer="conv1", kind="weight", lr_scale=1.0),
+                           dict(params=[q], layer="conv1", kind="bias", lr_scale=2.0)], lr=1.0)
+    events = (HandEvent(2, "weight_lr", "conv1", 0.5), HandEvent(3, "weight_lr", "conv1", 0.5),
+              HandEvent(5, "freeze", "conv1"), HandEvent(4, "colour_noise_off"))
+    s = FixedSchedule(1.0, (), 10.0, 9, events=events)
+    assert s.apply_events(1, opt) and [g["lr_scale"] for g in opt.param_groups] == [1.0, 2.0]
+    assert s.apply_events(2, opt) and [g["lr_scale"] for g in opt.param_groups] == [0.5, 2.0]
+    assert s.apply_events(3, opt) and [g["lr_scale"] for g in opt.param_groups] == [0.25, 2.0]
+    assert not s.apply_events(4, opt)  # colour noise off from epoch 4
+    assert not s.apply_events(5, opt) and [g["lr_scale"] for g in opt.param_groups] == [0.0, 0.0]
+    assert [e.after_epoch for e in s.events] == [2, 3, 4, 5]  # sorted
+    assert s.events_after(3) == (events[1],)
