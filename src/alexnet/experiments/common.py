@@ -110,6 +110,16 @@ def start(ctx: Context, seeds: list[int]) -> dict[str, Any]:
     return info
 
 
+def record_head(ctx: Context, seeds: list[int], threads: int | None = None) -> dict[str, Any]:
+    """The fields every results record starts with: the command as typed, the environment, the verdict rule, seeds."""
+    from alexnet.experiments import record
+    from alexnet.runtime import environment
+
+    return {"command": " ".join(["alexnet", *sys.argv[1:]]),
+            "environment": environment(ctx.threads if threads is None else threads),
+            "rule": record.RULE, "seeds": seeds}
+
+
 def finish(ctx: Context, *, seeds: list[int], results: dict[str, Any], table: str, plot: Path | None,
            paper: dict[str, Any], notes: Sequence[str] = ()) -> dict[str, Any]:
     """Write results.json and results.md, print the table; returns the results document."""

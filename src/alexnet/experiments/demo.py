@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from typing import Any
 
 from alexnet.errors import UserError
 from alexnet.experiments import common, record
-from alexnet.runtime import atomic_text, environment
+from alexnet.runtime import atomic_text
 
 DESCRIPTION = "the demo's top-1 error and wall time for several seeds at 1 and 2 threads (the README's range)"
 SEEDS = {"quick": 1, "full": 3}
@@ -66,10 +65,7 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
         "name": "demo",
         "question": "Does `alexnet demo` keep its promise (centre top-1 error ≤ 45%, ≤ 60 s on 2 idle cores) for "
                     "every seed and thread count?",
-        "command": " ".join(["alexnet", *sys.argv[1:]]),
-        "environment": environment(0),
-        "rule": record.RULE,
-        "seeds": seeds,
+        **common.record_head(ctx, seeds, threads=0),
         "arms": arms,
         "promise": PROMISE,
         "table": {"columns": [

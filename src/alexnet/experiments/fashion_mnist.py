@@ -17,7 +17,6 @@ test images are read once per seed, with ``best.pt``.  Writes ``record.json``
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +116,6 @@ def goal_verdict(accuracies: list[float]) -> tuple[bool, str]:
 
 def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], per_seed: dict[str, Any],
             has_holdout: bool) -> dict[str, Any]:
-    from alexnet.runtime import environment
 
     acc = [v["ten_top1_accuracy"] for v in per_seed.values()]
     notes = [f"Budget `{ctx.budget}`: {params}.",
@@ -145,10 +143,7 @@ def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], per_s
         "name": "fashion-mnist",
         "question": "What test accuracy does the paper's recipe (small-input preset) reach on Fashion-MNIST when "
                     "every decision is taken on a holdout slice of the training set?",
-        "command": " ".join(["alexnet", *sys.argv[1:]]),
-        "environment": environment(ctx.threads),
-        "rule": record.RULE,
-        "seeds": seeds,
+        **common.record_head(ctx, seeds),
         "arms": {"preset": {"label": "fashion-mnist preset", "per_seed": per_seed}},
         "table": {"columns": columns, "rows": ["preset"],
                   "reference": [{"label": "goal (the project's)", "values": {"ten_top1_accuracy": GOAL_ACCURACY}}]},

@@ -20,7 +20,6 @@ a results file in :mod:`alexnet.experiments.record`'s format, to commit as
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -150,7 +149,6 @@ def _ensembles(ctx: common.Context, seeds: list[int]) -> dict[str, dict[str, Any
 
 def _record(ctx: common.Context, seeds: list[int], arms: list[str], per_arm: dict[str, dict[str, Any]],
             params: dict[str, Any], prepare_seconds: float, store: Any) -> dict[str, Any]:
-    from alexnet.runtime import environment
 
     doc_arms = {arm: {"label": ARMS[arm][1], "overrides": ARMS[arm][0], "claim": ARMS[arm][2],
                       "per_seed": per_arm[arm]} for arm in arms}
@@ -168,10 +166,7 @@ def _record(ctx: common.Context, seeds: list[int], arms: list[str], per_arm: dic
         "name": "imagenette-128",
         "question": "How well does the paper's whole layer pattern learn real photographs at 128 px on 2 CPU "
                     "cores within an hour, and what do the paper's ablations do to it?",
-        "command": " ".join(["alexnet", *sys.argv[1:]]),
-        "environment": environment(ctx.threads),
-        "rule": record.RULE,
-        "seeds": seeds,
+        **common.record_head(ctx, seeds),
         "arms": doc_arms,
         "table": {
             "columns": [{"metric": "ten_top1_error", "label": "top-1 error, ten patches", "format": "pct"},

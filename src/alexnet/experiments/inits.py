@@ -12,12 +12,10 @@ at initialisation (loss, logits std, the image's share of the logits).
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 from alexnet.errors import UserError
 from alexnet.experiments import common, record, stores, subruns
-from alexnet.runtime import environment
 
 DESCRIPTION = "steps to leave chance (loss < 0.9 ln C) for each initialisation, on Imagenette-128 and CIFAR-10"
 SEEDS = {"quick": 1, "full": 1}
@@ -99,10 +97,7 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
         "name": "inits",
         "question": "How many steps does each initialisation need to leave chance (loss < 0.9 ln C), and how much "
                     "of the image reaches the logits at step 0?",
-        "command": " ".join(["alexnet", *sys.argv[1:]]),
-        "environment": environment(ctx.threads),
-        "rule": record.RULE,
-        "seeds": seeds,
+        **common.record_head(ctx, seeds),
         "arms": arms,
         "table": {"columns": [
             {"metric": "steps_to_leave_chance", "label": f"steps to loss < 0.9 ln C (cap {params['max_steps']})",

@@ -30,7 +30,6 @@ seeds train at the chosen rate.  Writes ``record.json``
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +144,6 @@ def _seed_values(ctx: common.Context, r: dict[str, Any], data: dict[str, Any]) -
 
 def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], per_arm: dict[str, Any],
             sweeps: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    from alexnet.runtime import environment
 
     arms = {arm: {"label": f"{label} (lr {sweeps[arm]['best']:g})", "per_seed": per_arm[arm]}
             for arm, (_, label) in ARMS.items()}
@@ -176,10 +174,7 @@ def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], per_a
         "name": "lrn",
         "question": "Does the paper's LRN (§3.3) lower the four-layer network's CIFAR-10 test error when the "
                     "activations are at the scale its constants were chosen for, and does its divisor move?",
-        "command": " ".join(["alexnet", *sys.argv[1:]]),
-        "environment": environment(ctx.threads),
-        "rule": record.RULE,
-        "seeds": seeds,
+        **common.record_head(ctx, seeds),
         "arms": arms,
         "sweeps": sweeps,
         "table": {"columns": columns, "rows": list(arms),

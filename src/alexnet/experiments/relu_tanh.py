@@ -26,7 +26,6 @@ like Figure 1.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +154,6 @@ def _ratios(doc_arms: dict[str, Any], arm: str, seeds: list[int]) -> dict[str, A
 
 def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], arms: list[str],
             doc_arms: dict[str, Any], sweeps: dict[str, Any], store: Path) -> dict[str, Any]:
-    from alexnet.runtime import environment
 
     target = CIFAR.relu_tanh_target_train_error
     notes = [f"Budget `{ctx.budget}`: {params}.",
@@ -184,10 +182,7 @@ def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], arms:
         "name": "relu-tanh",
         "question": "How many times fewer iterations does the four-layer CIFAR-10 network need to reach 25% "
                     "training error with ReLUs than with tanh units, each at its fastest rate (Figure 1)?",
-        "command": " ".join(["alexnet", *sys.argv[1:]]),
-        "environment": environment(ctx.threads),
-        "rule": record.RULE,
-        "seeds": seeds,
+        **common.record_head(ctx, seeds),
         "arms": doc_arms,
         "sweeps": sweeps,
         "table": {"columns": [

@@ -19,7 +19,6 @@ the auto-encoder's.  Writes ``record.json`` (:mod:`alexnet.experiments.record`).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -156,17 +155,13 @@ def _codes(vectors: dict[str, np.ndarray], labels: dict[str, np.ndarray], params
 
 def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], arms: dict[str, Any], source: Path,
             store: Path, n_db: int, n_q: int) -> dict[str, Any]:
-    from alexnet.runtime import environment
 
     k = params["k"]
     return {
         "name": "retrieval",
         "question": f"How often are a query's {k} nearest training images of its class, by fc7 features, by "
                     "short binary codes of them (§6.1's proposal) and by raw pixels?",
-        "command": " ".join(["alexnet", *sys.argv[1:]]),
-        "environment": environment(ctx.threads),
-        "rule": record.RULE,
-        "seeds": seeds,
+        **common.record_head(ctx, seeds),
         "arms": arms,
         "table": {"columns": [{"metric": "precision", "label": f"precision@{k}", "format": "pct"},
                               {"metric": "bytes_per_image", "label": "bytes per image", "format": "int"},
