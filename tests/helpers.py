@@ -314,3 +314,12 @@ def same_training_state(a: Path, b: Path) -> None:
     assert ca["schedule"] == cb["schedule"]
     assert ca["state"] == cb["state"]
     assert deterministic_records(a) == deterministic_records(b)
+
+
+def layer_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Each top-level layer's output shape (without the batch), running ``x`` through the layers in order."""
+    out = {}
+    for name, module in model.named_children():
+        x = module(x)
+        out[name] = tuple(x.shape[1:])
+    return out

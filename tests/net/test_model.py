@@ -10,20 +10,13 @@ from alexnet.errors import UserError
 from alexnet.net.lrn import LocalResponseNorm, SameMapNorm
 from alexnet.net.model import ModelSpec, build_model, count_parameters, minimum_input_size, spatial_sizes
 from alexnet.paper import ARCH, CODE2012, DROPOUT, INIT
+from helpers import layer_outputs
 
 
 @pytest.fixture(scope="module")
 def paper_model() -> nn.Module:
     torch.manual_seed(0)
     return build_model(ModelSpec())
-
-
-def layer_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    out = {}
-    for name, module in model.named_children():
-        x = module(x)
-        out[name] = tuple(x.shape[1:])
-    return out
 
 
 def test_parameter_count_is_exact(paper_model: nn.Module) -> None:

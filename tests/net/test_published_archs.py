@@ -10,14 +10,7 @@ from torch import nn
 from alexnet.cli import main
 from alexnet.errors import UserError
 from alexnet.net.model import ModelSpec, build_model, count_parameters
-
-
-def layer_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    out = {}
-    for name, module in model.named_children():
-        x = module(x)
-        out[name] = tuple(x.shape[1:])
-    return out
+from helpers import layer_outputs
 
 
 def test_owt2014_has_torchvisions_parameter_count() -> None:

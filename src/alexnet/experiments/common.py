@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -108,6 +108,20 @@ def start(ctx: Context, seeds: list[int]) -> dict[str, Any]:
         info["first_started"] = old.get("first_started", old.get("started"))
     path.write_text(json.dumps(info, indent=2))
     return info
+
+
+def names_of(text: str, known: Iterable[str], what: str, item: str = "") -> list[str]:
+    """A ``--param`` list like ``"a,b"`` of names from ``known``; one line naming the first unknown one (or an empty list).
+
+    ``what`` is the parameter, ``item`` what one name is (``arms: unknown arm 'x'; allowed: ...``).
+    """
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    known = list(known)
+    for n in names or [text]:
+        if n not in known:
+            raise UserError(f"{what}: unknown {item + ' ' if item else ''}{n!r}; allowed: {', '.join(known)}",
+                            key="param")
+    return names
 
 
 def record_head(ctx: Context, seeds: list[int], threads: int | None = None) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from alexnet.errors import UserError
 from alexnet.experiments import common, plotting, record, stores, subruns, tables
 from alexnet.paper import POOL
 
@@ -51,18 +50,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
 METRICS = ("centre_top1_error", "centre_top5_error", "ten_top1_error", "ten_top5_error")
 
 
-def arms_of(text: str) -> list[str]:
-    names = [a.strip() for a in text.split(",") if a.strip()]
-    unknown = [a for a in names if a not in ARMS]
-    if unknown or not names:
-        raise UserError(f"arms: unknown arm {unknown[0] if unknown else text!r}; allowed: {', '.join(ARMS)}",
-                        key="param")
-    return names
-
-
 def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     seeds = ctx.seed_list(SEEDS)
-    arms = arms_of(params["arms"])
+    arms = common.names_of(params["arms"], ARMS, "arms", "arm")
     common.start(ctx, seeds)
     t0 = time.perf_counter()
     base = stores.prepared_from_tree(ctx, f"imagenette-{params['size']}", "imagenette-224", params["size"],

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from alexnet.errors import UserError
 from alexnet.experiments import common, record, stores, subruns
 
 DESCRIPTION = "steps to leave chance (loss < 0.9 ln C) for each initialisation, on Imagenette-128 and CIFAR-10"
@@ -40,14 +39,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _names(text: str, known: dict[str, Any], what: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    for n in names:
-        if n not in known:
-            raise UserError(f"{what}: unknown {n!r}; allowed: {', '.join(known)}", key="param")
-    return names
-
-
 def left_chance(history: list[dict[str, Any]], num_classes: int) -> tuple[int | None, float | None]:
     """The first logged step whose mean loss is below 0.9 ln C, and that loss (None, None if never)."""
     threshold = LEAVE_CHANCE * math.log(num_classes)
@@ -61,8 +52,8 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     from alexnet.data.store import Store
 
     seeds = ctx.seed_list(SEEDS)
-    datasets = _names(params["datasets"], DATASETS, "datasets")
-    inits = _names(params["inits"], INITS, "inits")
+    datasets = common.names_of(params["datasets"], DATASETS, "datasets")
+    inits = common.names_of(params["inits"], INITS, "inits")
     common.start(ctx, seeds)
     arms: dict[str, dict[str, Any]] = {}
     for dataset in datasets:

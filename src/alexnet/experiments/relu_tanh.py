@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from alexnet.errors import UserError
 from alexnet.experiments import common, plotting, record, stores
 from alexnet.experiments.smallnet import SmallRun, cifar_tensors, train_small
 from alexnet.experiments.sweep import INTERIOR, bracketing_sweep
@@ -56,14 +55,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-def arms_of(text: str) -> list[str]:
-    names = [a.strip() for a in text.split(",") if a.strip()]
-    for a in names or [text]:
-        if a not in ARMS:
-            raise UserError(f"arms: unknown arm {a!r}; allowed: {', '.join(ARMS)}", key="param")
-    return names
-
-
 def rank(r: dict[str, Any]) -> tuple[int, float]:
     """A sub-run's place in a sweep, lower is faster: (0, iterations) if it reached the target,
     (1, final trailing error) if not, (2, 0) if it diverged."""
@@ -76,7 +67,7 @@ def rank(r: dict[str, Any]) -> tuple[int, float]:
 
 def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     seeds = ctx.seed_list(SEEDS)
-    arms = arms_of(params["arms"])
+    arms = common.names_of(params["arms"], ARMS, "arms", "arm")
     common.start(ctx, seeds)
     base = stores.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
     store = stores.derived_store(ctx, base, train=params["train_images"], val=1, train_eval=1) \
