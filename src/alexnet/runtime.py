@@ -271,6 +271,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15-minute load averages (None where the OS has none): timings depend on them."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return None
+
+
 def environment(threads: int = 0) -> dict[str, Any]:
     """:func:`versions` plus threads, host, load, CPU and GPU: what a measured number depends on."""
     import torch
@@ -278,10 +286,7 @@ def environment(threads: int = 0) -> dict[str, Any]:
     env: dict[str, Any] = dict(versions())
     env["torch_threads"] = threads or torch.get_num_threads()
     env["hostname"] = platform.node()
-    try:
-        env["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        env["load_average"] = None
+    env["load_average"] = load_average()
     env["cpu_model"] = cpu_model()
     env["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return env

@@ -13,13 +13,12 @@ user's time, and is marked ``resumed``).
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 from alexnet.errors import UserError
 from alexnet.experiments import common, record
-from alexnet.runtime import atomic_text
+from alexnet.runtime import atomic_text, load_average
 
 DESCRIPTION = "the demo's top-1 error and wall time for several seeds at 1 and 2 threads (the README's range)"
 SEEDS = {"quick": 1, "full": 3}
@@ -92,7 +91,7 @@ def _sub_run(ctx: common.Context, seed: int, threads: int, quick: bool) -> dict[
     folder.mkdir(parents=True, exist_ok=True)
     ctx.runs += 1
     resumed = (folder / f"run-seed{seed}" / "checkpoints" / "last.pt").is_file()
-    load = [round(x, 2) for x in os.getloadavg()]  # the machine's load when it started: timings depend on it
+    load = load_average()  # when it started
     t0 = time.perf_counter()
     errors = run_demo(folder, quick=quick, seed=seed, threads=threads, progress=False)
     values: dict[str, Any] = {m: float(errors[m]) for m in METRICS}
