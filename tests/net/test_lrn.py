@@ -81,10 +81,14 @@ def test_float32_agrees_with_float64(activity: torch.Tensor) -> None:
     assert torch.allclose(layer(activity.float()).double(), layer(activity), rtol=1e-5, atol=1e-5)
 
 
-def test_same_map_norm_matches_loop() -> None:
+@pytest.mark.parametrize("size", [3, 5])
+def test_same_map_norm_matches_loop(size: int) -> None:
+    """The neighbourhood is size x size centred on the unit (half = size // 2 on each side), zero-padded: a
+    size of 5 reaches two units out, which a wrong padding (a window off centre) would not."""
     g = torch.Generator().manual_seed(3)
     a = torch.randn(1, 2, 5, 5, generator=g, dtype=torch.float64) * 20
-    size, scale, power, k = 3, 0.01, 0.75, 1.0
+    scale, power, k = 0.01, 0.75, 1.0
+    half = (size - 1) // 2  # by hand: 1 for 3, 2 for 5
     got = SameMapNorm(size, scale, power, k)(a)
     exp = torch.empty_like(a)
     for c in range(2):
@@ -92,8 +96,8 @@ def test_same_map_norm_matches_loop() -> None:
             for x in range(5):
                 total = sum(
                     a[0, c, yy, xx] ** 2
-                    for yy in range(y - 1, y + 2)
-                    for xx in range(x - 1, x + 2)
+                    for yy in range(y - half, y + half + 1)
+                    for xx in range(x - half, x + half + 1)
                     if 0 <= yy < 5 and 0 <= xx < 5
                 )
                 exp[0, c, y, x] = a[0, c, y, x] / (k + scale / size**2 * total) ** power
