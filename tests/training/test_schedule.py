@@ -267,3 +267,67 @@ def test_hand_events_on_one_layer_compose():
     assert not s.apply_events(5, opt) and [g["lr_scale"] for g in opt.param_groups] == [0.0, 0.0]
     assert [e.after_epoch for e in s.events] == [2, 3, 4, 5]  # sorted
     assert s.events_after(3) == (events[1],)
+
+
+def test_fixed_state_carries_its_configuration_into_another_schedule():
+    """A saved fixed schedule restores its own rate, drops, divisor and stop epoch, whatever the receiving
+    schedule was built with."""
+    s = FixedSchedule(1.0, (2, 4), 10.0, 6)
+    for e in (1, 2, 3):
+        s.step(e)
+    state = json.loads(json.dumps(s.state_dict()))  # as saved in a checkpoint
+    assert state["config"] == {"lr": 1.0, "drop_epochs": [2, 4], "divisor": 10.0, "stop_epoch": 6}
+    t = FixedSchedule(3.0, (7,), 2.0, 9)
+    t.load_state_dict(state)
+    assert (t.lr, t.drop_epochs, t.divisor, t.stop_epoch) == (1.0, (2, 4), 10.0, 6)
+    assert t.step(4).lr == pytest.approx(0.01)  # 1.0 / 10 / 10 by hand
+    assert t.step(6).stop
+
+
+def test_a_new_rate_after_two_drops_on_a_drop_epoch():
+    """Resumed right after the second drop (epoch 4 is a drop epoch): both drops are behind, so the rate that
+    gives 0.5 now started at 0.5 · 10² = 50; the third drop then divides 0.5 once."""
+    s = FixedSchedule(1.0, (2, 4, 6), 10.0, 8)
+    for e in (1, 2, 3, 4):
+        s.step(e)
+    s.set_lr(0.5)
+    assert s.lr == pytest.approx(50.0) and s.current_lr == 0.5
+    assert s.step(5).lr == pytest.approx(0.5)
+    assert s.step(6).lr == pytest.approx(0.05)
+
+
+def test_fixed_decisions_name_their_epoch_and_reason():
+    s = FixedSchedule(1.0, (2,), 10.0, 3)
+    d = s.step(1)
+    assert (d.epoch, d.reduced, d.stop, d.reason) == (1, False, False, "") and s.stopped is False
+    d = s.step(2)
+    assert (d.epoch, d.reduced, d.stop, d.reason) == (2, True, False, "drop epoch") and s.stopped is False
+    d = s.step(3)
+    assert (d.epoch, d.stop, d.reason) == (3, True, "reached stop_epoch 3") and s.stopped is True
+
+
+def test_a_new_stop_epoch_on_resume():
+    """``--resume --set schedule.max_epochs=N``: both kinds then stop after epoch N."""
+    f = FixedSchedule(1.0, (), 10.0, 10)
+    f.set_max_epochs(2)
+    assert f.stop_epoch == 2 and not f.step(1).stop and f.step(2).stop
+    p = PlateauSchedule(patience=5, min_improvement=0.0, max_epochs=10)
+    p.set_max_epochs(2)
+    assert p.max_epochs == 2 and not p.step(1, 0.5).stop and p.step(2, 0.4).stop
+
+
+def test_fixed_schedule_and_rate_errors_say_what_is_wrong():
+    with pytest.raises(UserError,
+                       match=r"^fixed schedule: drop_epochs must be increasing positive epochs, got \(3, 2\)$"):
+        FixedSchedule(1.0, (3, 2), 10.0, 5)
+    with pytest.raises(UserError, match=r"^fixed schedule: lr must be > 0, divisor > 1 and stop_epoch >= 1$"):
+        FixedSchedule(1.0, (1,), 1.0, 5)
+    with pytest.raises(UserError, match=r"^schedule: lr must be > 0, got 0$"):
+        FixedSchedule(1.0, (1,), 10.0, 5).set_lr(0)
+
+
+def test_hand_events_describe_themselves():
+    """The words the training log writes for each kind of hand event."""
+    assert HandEvent(67, "weight_lr", "conv1", 0.1).describe() == "after epoch 67: conv1 weights' rate x 0.1"
+    assert HandEvent(72, "freeze", "conv1").describe() == "after epoch 72: conv1 frozen"
+    assert HandEvent(67, "colour_noise_off").describe() == "after epoch 67: colour noise off"
