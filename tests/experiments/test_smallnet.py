@@ -1,0 +1,334 @@
+"""The four-layer network of §3.1/§3.3 and its training loop (``alexnet.experiments.smallnet``), pinned by hand.
+
+The expected values here come from a direct transcription (the SGD update written out, the layer list read
+off layers-18pct), from counting, or from inputs built so that the answer is known; never from the
+functions under test.  Images are 16×16 (three 3/2 poolings: 16 -> 7 -> 3 -> 1) to keep every test fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from alexnet.errors import UserError
+from alexnet.experiments import smallnet
+from alexnet.experiments.smallnet import (FourLayerNet, SmallRun, _batch, error_rate, normalise, train_small)
+from alexnet.net.lrn import LocalResponseNorm
+
+SIZE = 16
+
+
+def _data(n: int = 8, classes: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, SIZE, SIZE, generator=g), torch.arange(n) % classes
+
+
+class TinyNet(nn.Module):
+    """FourLayerNet's signature with one linear layer: for tests of the loop that need hundreds of cheap steps."""
+
+    def __init__(self, activation: str = "relu", lrn: bool = False, num_classes: int = 10, input_size: int = 32,
+                 init: str = "default") -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * input_size * input_size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+@pytest.fixture
+def tiny(monkeypatch) -> type[TinyNet]:
+    monkeypatch.setattr(smallnet, "FourLayerNet", TinyNet)
+    return TinyNet
+
+
+def _cfg(**kw) -> SmallRun:
+    base = dict(lr=0.01, steps=4, batch_size=4, window=2, checkpoint_every=0, give_up_after=0, threads=0)
+    base.update(kw)
+    return SmallRun(**base)
+
+
+# --------------------------------------------------------------------------- the network
+
+
+def test_the_layers_are_layers_18pct_with_lrn_after_the_first_two_poolings() -> None:
+    """conv 32, 32, 64 of 5×5 with padding 2; 3/2 max-pooling; LRN (§3.3's k, n, alpha, beta) after pools 1 and 2
+    only; fc from 64·1·1 on 16-px inputs (16 -> 7 -> 3 -> 1) to the number of classes."""
+    net = FourLayerNet("tanh", lrn=True, num_classes=3, input_size=SIZE)
+    names = [n for n, _ in net.named_children()]
+    assert names == ["conv1", "act1", "pool1", "lrn1", "conv2", "act2", "pool2", "lrn2", "conv3", "act3", "pool3",
+                     "flatten", "fc"]
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.padding) for m in (net.conv1, net.conv2, net.conv3)] == [
+        (3, 32, (5, 5), (2, 2)), (32, 32, (5, 5), (2, 2)), (32, 64, (5, 5), (2, 2))]
+    assert all(isinstance(getattr(net, f"act{i}"), nn.Tanh) for i in (1, 2, 3))
+    assert (net.pool1.kernel_size, net.pool1.stride) == (3, 2)
+    lrn = net.lrn1
+    assert isinstance(lrn, LocalResponseNorm) and (lrn.n, lrn.k, lrn.alpha, lrn.beta) == (5, 2.0, 1e-4, 0.75)
+    assert (net.fc.in_features, net.fc.out_features) == (64, 3)
+    assert net(torch.zeros(2, 3, SIZE, SIZE)).shape == (2, 3)
+    plain = FourLayerNet("relu", lrn=False, num_classes=10, input_size=32)
+    assert not any(isinstance(m, LocalResponseNorm) for m in plain.modules())
+    assert isinstance(plain.act1, nn.ReLU) and plain.fc.in_features == 64 * 3 * 3  # 32 -> 15 -> 7 -> 3
+
+
+def test_cuda_convnet_init_draws_the_layers_18pct_stds_with_zero_biases() -> None:
+    torch.manual_seed(0)
+    net = FourLayerNet("relu", num_classes=10, input_size=32, init="cuda-convnet")
+    for layer, std in ((net.conv1, 1e-4), (net.conv2, 1e-2), (net.conv3, 1e-2), (net.fc, 1e-1)):
+        assert float(layer.weight.detach().std()) == pytest.approx(std, rel=0.15)
+        assert abs(float(layer.weight.detach().mean())) < 0.2 * std
+        assert torch.all(layer.bias == 0)
+    torch.manual_seed(0)
+    default = FourLayerNet("relu", num_classes=10, input_size=32)
+    assert float(default.conv1.weight.abs().max()) <= 1 / math.sqrt(3 * 25) + 1e-7  # PyTorch's fan-in bound
+    assert torch.any(default.conv1.bias != 0)
+    with pytest.raises(ValueError, match=r"^init: unknown value 'he'; allowed: default, cuda-convnet$"):
+        FourLayerNet(init="he")
+
+
+# --------------------------------------------------------------------------- inputs and batches
+
+
+def test_normalise_subtracts_the_mean_image_divides_by_std_and_puts_channels_first() -> None:
+    images = np.array([[[[10, 20, 30], [40, 50, 60]]]], dtype=np.uint8)  # (1, 1, 2, 3): one 1×2 image
+    mean = np.array([[[2, 4, 6], [8, 10, 12]]], dtype=np.float32)
+    x = normalise(images, mean, 2.0)
+    assert x.shape == (1, 3, 1, 2) and x.dtype == torch.float32
+    assert x[0, :, 0, 0].tolist() == [4.0, 8.0, 12.0] and x[0, :, 0, 1].tolist() == [16.0, 20.0, 24.0]
+
+
+def test_batches_cover_each_epoch_once_and_reshuffle_between_epochs() -> None:
+    """10 images, batches of 4: 2 batches an epoch (the last 2 images of each shuffled epoch left out), disjoint
+    within an epoch, a new order in the next epoch, the same order for the same seed."""
+    x = torch.arange(10, dtype=torch.float32)[:, None, None, None].expand(10, 3, 2, 2).contiguous()
+    y = torch.arange(10)
+    cfg = SmallRun(batch_size=4, seed=5)
+    ids = [_batch(x, y, s, cfg)[1].tolist() for s in range(4)]
+    assert all(len(b) == 4 for b in ids)
+    assert len(set(ids[0]) | set(ids[1])) == 8 and len(set(ids[2]) | set(ids[3])) == 8
+    assert ids[:2] != ids[2:]
+    for s in range(4):
+        xb, yb = _batch(x, y, s, cfg)
+        assert torch.equal(xb[:, 0, 0, 0], yb.float())  # images travel with their labels
+        assert _batch(x, y, s, SmallRun(batch_size=4, seed=5))[1].tolist() == ids[s]
+    assert [_batch(x, y, s, SmallRun(batch_size=4, seed=6))[1].tolist() for s in range(2)] != ids[:2]
+
+
+def test_augmented_batches_are_flips_and_shifts_of_at_most_two_pixels() -> None:
+    """Each image of an augmented batch is its source, mirrored or not, shifted by dx, dy in -2..2 (one shift
+    per batch) with zeros coming in; over a few steps both mirrored and plain images, and shifts, occur."""
+    n, s = 8, 6
+    x = torch.arange(n * 3 * s * s, dtype=torch.float32).reshape(n, 3, s, s) + 1  # no zeros inside
+    y = torch.arange(n)
+    flips, shifts = set(), set()
+    for step in range(6):
+        cfg = SmallRun(batch_size=4, seed=1, augment=True)
+        plain, _ = _batch(x, y, step, SmallRun(batch_size=4, seed=1))
+        xb, yb = _batch(x, y, step, cfg)
+        assert torch.equal(yb, _batch(x, y, step, SmallRun(batch_size=4, seed=1))[1])
+        found = None
+        for dy in range(5):
+            for dx in range(5):
+                ok = True
+                for i in range(4):
+                    padded = [nn.functional.pad(v, (2, 2, 2, 2))[:, dy:dy + s, dx:dx + s]
+                              for v in (plain[i], plain[i].flip(2))]
+                    match = [torch.equal(xb[i], p) for p in padded]
+                    if not any(match):
+                        ok = False
+                        break
+                    flips.add(match[1] and not match[0])
+                if ok:
+                    found = (dx - 2, dy - 2)
+        assert found is not None, step
+        shifts.add(found)
+    assert flips == {True, False} and len(shifts) > 1
+
+
+def test_error_rate_counts_wrong_argmaxes_over_all_batches_and_restores_training_mode() -> None:
+    class Fixed(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # class = the first input value
+            return nn.functional.one_hot(x[:, 0, 0, 0].long(), 3).float()
+
+    x = torch.tensor([0, 1, 2, 0, 1], dtype=torch.float32)[:, None, None, None].expand(5, 3, 1, 1)
+    y = torch.tensor([0, 1, 0, 0, 2])  # two wrong
+    model = Fixed().train()
+    assert error_rate(model, x, y, batch=2) == pytest.approx(2 / 5)
+    assert model.training
+    assert error_rate(model, x[:0], y[:0]) == 0.0
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _sgd_by_hand(cfg: SmallRun, x: torch.Tensor, y: torch.Tensor, classes: int) -> dict[str, torch.Tensor]:
+    """The loop transcribed: v = m·v + (g + wd·w); w -= lr·v, with lr / 10 from step lr_drop_at·steps on."""
+    torch.manual_seed(cfg.seed)
+    model = FourLayerNet(cfg.activation, cfg.lrn, classes, x.shape[2], cfg.init)
+    bufs = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for step in range(cfg.steps):
+        lr = cfg.lr / 10 if cfg.lr_drop_at and step >= cfg.lr_drop_at * cfg.steps else cfg.lr
+        xb, yb = _batch(x, y, step, cfg)
+        model.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                d = p.grad + cfg.weight_decay * p
+                bufs[n] = d if step == 0 else cfg.momentum * bufs[n] + d
+                p -= lr * bufs[n]
+    return model.state_dict()
+
+
+def test_training_is_sgd_with_momentum_weight_decay_and_the_late_rate_drop(tmp_path: Path) -> None:
+    x, y = _data(8, classes=3)
+    cfg = _cfg(lr=0.05, steps=4, weight_decay=0.01, lr_drop_at=0.5, momentum=0.8)
+    result = train_small(tmp_path / "run", cfg, (x, y))
+    got = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    want = _sgd_by_hand(cfg, x, y, 3)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6)
+    assert got["fc.weight"].shape == (3, 64)  # classes = largest label + 1, input size from the images
+    no_drop = _sgd_by_hand(_cfg(lr=0.05, steps=4, weight_decay=0.01, momentum=0.8), x, y, 3)
+    assert not torch.allclose(no_drop["fc.weight"], want["fc.weight"])
+    assert result["steps"] == 4 and result["steps_per_epoch"] == 2 and result["epochs"] == 2.0
+    assert result["train_images"] == 8 and result["config"]["lr"] == 0.05 and result["config"]["lr_drop_at"] == 0.5
+    assert result["diverged"] is False and result["stuck_at_chance"] is False and result["reached_step"] is None
+    assert result["reached_epoch"] is None
+    assert result["seconds_per_step"] == pytest.approx(result["wall_seconds"] / 4, rel=0.2, abs=0.05)
+    assert not (tmp_path / "run" / "last.pt").exists()
+    assert json.loads((tmp_path / "run" / "result.json").read_text()) == result
+
+
+def test_trailing_errors_are_means_over_the_window_and_thinned_to_400_points(tmp_path: Path, monkeypatch,
+                                                                            tiny) -> None:
+    """With a frozen network (rate 0) and labels chosen per step, every step's error is known: the trailing
+    error at step i is the mean of the last ``window`` of them; 802 steps keep every 2nd value."""
+    x = torch.randn(4, 3, SIZE, SIZE)
+    torch.manual_seed(0)
+    predicted = tiny("relu", False, 2, SIZE)(x).argmax(1).detach()
+    pattern = [1.0, 0.5, 0.0, 0.25]  # share of wrong labels per step, cycling
+
+    def batch(xs, ys, step, c):
+        k = int(pattern[step % 4] * 4)
+        wrong = torch.arange(4) < k
+        return x, torch.where(wrong, 1 - predicted, predicted)
+
+    monkeypatch.setattr(smallnet, "_batch", batch)
+    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=802, window=3), (x, torch.tensor([0, 1, 0, 1])))
+    errors = [pattern[i % 4] for i in range(802)]
+    trailing = [float(np.mean(errors[max(0, i - 2):i + 1])) for i in range(802)]
+    assert r["trailing_every"] == 2
+    assert r["trailing_train_error"] == pytest.approx(trailing[::2])
+    assert r["final_trailing_train_error"] == pytest.approx(np.mean(errors[-3:]))
+
+
+def test_a_finished_run_is_read_back_not_trained_again(tmp_path: Path, tiny) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "result.json").write_text(json.dumps({"steps": 123, "marker": "kept"}))
+    assert train_small(run, _cfg(), _data()) == {"steps": 123, "marker": "kept"}
+    assert not (run / "model.pt").exists()
+
+
+def test_threads_are_set_only_when_asked(tmp_path: Path, monkeypatch, tiny) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    train_small(tmp_path / "a", _cfg(steps=1), _data())
+    assert calls == []
+    train_small(tmp_path / "b", _cfg(steps=1, threads=1), _data())
+    assert calls == [1]
+
+
+def test_fewer_images_than_a_batch_is_an_error_but_exactly_one_batch_trains(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^3 training images, fewer than one batch of 4$"):
+        train_small(tmp_path / "a", _cfg(), _data(3))
+    r = train_small(tmp_path / "b", _cfg(steps=2), _data(4))
+    assert r["steps"] == 2 and r["steps_per_epoch"] == 1 and r["epochs"] == 2.0
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss(tmp_path: Path, tiny) -> None:
+    x, y = _data(8, classes=2)
+    x = x * 1e4
+    r = train_small(tmp_path / "run", _cfg(lr=1e30, steps=50, momentum=0.0), (x, y), test=(x, y))
+    assert r["diverged"] is True and r["steps"] < 50
+    assert "test_error" not in r and r["final_trailing_train_error"] is not None
+
+
+def test_a_run_at_chance_gives_up_after_the_set_steps_and_not_before(tmp_path: Path, tiny) -> None:
+    """All-zero images and rate 0: the loss never moves from its first value; the run gives up at step
+    ``give_up_after`` exactly when that loss is within 2% of ln C."""
+    x, y = torch.zeros(8, 3, SIZE, SIZE), torch.arange(8) % 2
+    torch.manual_seed(0)
+    first = float(nn.functional.cross_entropy(tiny("relu", False, 2, SIZE)(x), y))
+    assert first > 0.98 * math.log(2)  # the premise, by hand: near-equal logits for every image
+    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=20, give_up_after=5, window=50), (x, y))
+    assert r["stuck_at_chance"] is True and r["steps"] == 5
+    r = train_small(tmp_path / "never", _cfg(lr=0.0, steps=6, give_up_after=0), (x, y))
+    assert r["stuck_at_chance"] is False and r["steps"] == 6
+
+
+def test_the_target_error_stops_training_and_names_the_step_and_epoch(tmp_path: Path, monkeypatch, tiny) -> None:
+    """Every batch classified right (labels = the frozen network's own predictions): the trailing error is 0
+    from the first step, but the target is only checked once ``window`` steps exist."""
+    x = torch.randn(4, 3, SIZE, SIZE)
+    torch.manual_seed(0)
+    predicted = tiny("relu", False, 2, SIZE)(x).argmax(1).detach()
+    monkeypatch.setattr(smallnet, "_batch", lambda xs, ys, step, c: (x, predicted))
+    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=20, window=3, stop_at_error=0.25, batch_size=2),
+                    (x, torch.tensor([0, 1, 0, 1])))
+    assert r["reached_step"] == 3 and r["steps"] == 3 and r["reached_epoch"] == 1.5
+
+
+def test_progress_is_logged_every_hundred_steps(tmp_path: Path, tiny) -> None:
+    lines: list[str] = []
+    train_small(tmp_path / "run", _cfg(lr=0.0, steps=200, window=5), _data(), log=lines.append)
+    assert len(lines) == 2
+    assert lines[0].startswith("  run: step 100, trailing train error ") and lines[0].endswith(" s/step")
+    assert lines[1].startswith("  run: step 200, ")
+
+
+def test_checkpoints_are_written_every_n_steps_and_hold_the_position(tmp_path: Path, monkeypatch, tiny) -> None:
+    """Interrupted after step 5 with checkpoints every 2 steps: the checkpoint holds step 4 and its history."""
+    x, y = _data(8)
+    real = smallnet._batch
+
+    def stop_at_5(xs, ys, step, c):
+        if step == 5:
+            raise KeyboardInterrupt
+        return real(xs, ys, step, c)
+
+    monkeypatch.setattr(smallnet, "_batch", stop_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_small(tmp_path / "run", _cfg(steps=8, checkpoint_every=2), (x, y))
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["step"] == 4 and len(state["errors"]) == 4 and len(state["losses"]) == 4
+    assert state["reached"] == -1 and state["seconds"] > 0
+    assert json.loads(state["curve"]) == [] and json.loads(state["stats"]) == []
+    monkeypatch.setattr(smallnet, "_batch", real)
+    r = train_small(tmp_path / "run", _cfg(steps=8, checkpoint_every=2), (x, y))
+    assert r["steps"] == 8 and len(r["trailing_train_error"]) == 8
+
+
+def test_lrn_statistics_are_taken_every_n_steps_and_at_the_end(tmp_path: Path) -> None:
+    r = train_small(tmp_path / "run", _cfg(steps=5, lrn=True, stats_every=2), _data())
+    assert [s["step"] for s in r["lrn_statistics"]] == [0, 2, 4, 5]
+    assert set(r["lrn_statistics"][0]) == {"step", "lrn1", "lrn2"}
+    r = train_small(tmp_path / "even", _cfg(steps=4, lrn=True, stats_every=2), _data())
+    assert [s["step"] for s in r["lrn_statistics"]] == [0, 2, 4]  # the last step is not measured twice
+    r = train_small(tmp_path / "plain", _cfg(steps=4, lrn=False, stats_every=2), _data())
+    assert "lrn_statistics" not in r
+
+
+def test_the_holdout_is_checked_every_n_steps_and_at_the_end(tmp_path: Path) -> None:
+    x, y = _data(8)
+    r = train_small(tmp_path / "run", _cfg(steps=5, eval_every=2), (x, y), test=(x, y), holdout=(x[:4], y[:4]))
+    assert [c[0] for c in r["holdout_curve"]] == [2, 4, 5] and r["holdout_images"] == 4 and r["test_images"] == 8
+    best_step, best_err = min(r["holdout_curve"], key=lambda c: (c[1], c[0]))
+    assert (r["best_step"], r["holdout_error"]) == (best_step, best_err)
+    r = train_small(tmp_path / "none", _cfg(steps=2, eval_every=0), (x, y), holdout=(x[:4], y[:4]))
+    assert "holdout_curve" not in r and not (tmp_path / "none" / "best.pt").exists()
