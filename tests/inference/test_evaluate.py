@@ -466,7 +466,8 @@ def test_a_store_of_larger_images_gets_the_resampled_mean(tmp_path: Path) -> Non
     assert result.probs["ten"].shape == (3, 4)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_evaluation_runs_on_the_runs_device(tmp_path: Path) -> None:
     """A run opened on the GPU is evaluated there: every batch reaches the network on CUDA."""
     store = make_store(tmp_path / "s", train=8, val=3)
