@@ -200,6 +200,7 @@ class QueryIndices:
     skipped: list[str]  # one sentence per query that could not be used
 
 
+_INDEX = re.compile(r"-?[0-9]+")
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 
 
@@ -228,7 +229,7 @@ def parse_query_indices(text: str, database_rows: int) -> QueryIndices:
             if b < a:
                 raise UserError(f"range {tok!r} runs backwards", key="queries")
             values = range(a, b + 1)
-        elif tok.lstrip("-").isdigit():
+        elif _INDEX.fullmatch(tok):  # str.isdigit also admits "²" and "--3", which int() refuses
             values = range(int(tok), int(tok) + 1)
         else:
             raise UserError(f"cannot decode {tok!r} in {source!r}: expected a feature folder, "
