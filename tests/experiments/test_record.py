@@ -61,3 +61,16 @@ def test_every_table_in_the_docs_is_recomputed_from_its_committed_file() -> None
         for file, table in record.blocks(md.read_text()):
             assert (ROOT / file).is_file(), f"{md.name} quotes {file}, which is not committed"
             assert table == record.render(record.load(ROOT / file)), f"{md.name}: the table of {file} is stale"
+
+
+def test_fewer_than_two_seeds_in_either_arm_decide_nothing() -> None:
+    """The rule needs a spread in both arms: 1 seed against 3 (either way round) is not decided, with the
+    difference of the means still reported (0.30 - 0.20 = 0.10 by hand); an empty arm has no difference."""
+    for a, b, diff in (([0.3], [0.2, 0.2, 0.2], 0.1), ([0.3, 0.3, 0.3], [0.2], 0.1), ([0.3, 0.3], [0.1], 0.2)):
+        r = record.verdict(a, b)
+        assert r["answer"] == "not decided (fewer than 2 seeds in an arm)"
+        assert r["difference"] == pytest.approx(diff) and math.isnan(r["se"])
+    assert math.isnan(record.verdict([], [0.2, 0.3])["difference"])
+    assert math.isnan(record.verdict([0.2, 0.3], [])["difference"])
+    # two seeds each are enough: 0.30 ± 0 against 0.20 ± 0 -> se 0 -> no difference claimed
+    assert record.verdict([0.3, 0.3], [0.2, 0.2])["answer"] == "no difference by the rule"

@@ -331,3 +331,14 @@ def test_hand_events_describe_themselves():
     assert HandEvent(67, "weight_lr", "conv1", 0.1).describe() == "after epoch 67: conv1 weights' rate x 0.1"
     assert HandEvent(72, "freeze", "conv1").describe() == "after epoch 72: conv1 frozen"
     assert HandEvent(67, "colour_noise_off").describe() == "after epoch 67: colour noise off"
+
+
+def test_a_state_of_another_kind_is_named_and_stopped_is_restored():
+    fixed = FixedSchedule(1.0, (2,), 10.0, 2)
+    fixed.step(1)
+    fixed.step(2)
+    with pytest.raises(UserError, match=r"^schedule: the saved state is of kind 'fixed', not 'plateau'$"):
+        PlateauSchedule(patience=1, min_improvement=0.0).load_state_dict(fixed.state_dict())
+    resumed = FixedSchedule(1.0, (2,), 10.0, 2)
+    resumed.load_state_dict(json.loads(json.dumps(fixed.state_dict())))
+    assert resumed.stopped is True
