@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -312,3 +313,58 @@ def test_cuda_matches_cpu_crops():
     g = torch.Generator(device="cuda").manual_seed(0)
     out = T.train_transform(x, crop=32, mean_image=torch.zeros(40, 40, 3), eigenvalues=lam, eigenvectors=vec, generator=g)
     assert out.is_cuda and out.shape == (16, 3, 32, 32) and math.isfinite(out.sum().item())
+
+
+# --------------------------------------------------------------------------- argument checks and passing
+
+
+def test_random_crops_share_a_draw_within_each_chunk() -> None:
+    """chunk = 2 (the 2012 code's crop_chunk): images 0-1, 2-3, ... get one offset and flip each; on a batch of
+    one image repeated, the patches of each pair are then equal, while chunk = 1 gives different patches."""
+    one = torch.arange(3 * 12 * 12, dtype=torch.float32).reshape(1, 3, 12, 12)
+    images = one.expand(16, 3, 12, 12).contiguous()
+    paired = A.random_crop_flip(images, 8, torch.Generator().manual_seed(0), chunk=2)
+    assert all(torch.equal(paired[i], paired[i + 1]) for i in range(0, 16, 2))
+    single = A.random_crop_flip(images, 8, torch.Generator().manual_seed(0), chunk=1)
+    assert not all(torch.equal(single[i], single[i + 1]) for i in range(0, 16, 2))
+
+
+def test_random_crop_flip_passes_its_method_on() -> None:
+    images = torch.zeros(2, 3, 6, 6)
+    with pytest.raises(UserError, match="bogus"):
+        A.random_crop_flip(images, 4, torch.Generator().manual_seed(0), method="bogus")
+
+
+def test_pca_lighting_checks_its_input_and_uses_the_given_std() -> None:
+    vals, vecs = torch.tensor([0.2, 0.05, 0.01]), torch.eye(3)
+    with pytest.raises(UserError, match=r"^pca_lighting: images must be float \(0\.\.255 units\), got torch\.uint8$"):
+        A.pca_lighting(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), vals, vecs, generator=torch.Generator())
+    with pytest.raises(UserError, match=r"^pca_lighting: expected \(B, 3, H, W\), got \(2, 4, 5, 5\)$"):
+        A.pca_lighting(torch.zeros(2, 4, 5, 5), vals, vecs, generator=torch.Generator())
+    with pytest.raises(UserError, match=r"^pca_lighting: pass a generator \(or explicit alphas\)$"):
+        A.pca_lighting(torch.zeros(1, 3, 2, 2), vals, vecs)
+    images = torch.full((4, 3, 2, 2), 100.0)
+    assert torch.equal(A.pca_lighting(images, vals, vecs, std=0.0, generator=torch.Generator().manual_seed(0)),
+                       images)  # alpha ~ N(0, 0): no change, whatever the default std is
+
+
+def test_subtract_mean_takes_an_image_per_batch_item_and_refuses_other_shapes() -> None:
+    images = torch.tensor([[[[10.0]], [[20.0]], [[30.0]]], [[[1.0]], [[2.0]], [[3.0]]]])  # (2, 3, 1, 1)
+    per_image = torch.tensor([[[[1.0]], [[2.0]], [[3.0]]], [[[1.0]], [[1.0]], [[1.0]]]])
+    assert A.subtract_mean(images, per_image).flatten().tolist() == [9.0, 18.0, 27.0, 0.0, 1.0, 2.0]
+    assert A.subtract_mean(images, torch.tensor([[[1.0]], [[2.0]], [[3.0]]])).flatten().tolist() == \
+        [9.0, 18.0, 27.0, 0.0, 0.0, 0.0]
+    for bad in ((4, 1, 1), (2, 4, 1, 1), (3,), (1, 2, 3, 1, 1)):
+        with pytest.raises(UserError, match=r"^mean: expected \(3, H, W\), \(B, 3, H, W\) or \(3, 1, 1\), got "
+                                            + re.escape(str(bad)) + "$"):
+            A.subtract_mean(images, torch.zeros(bad))
+
+
+def test_float64_alphas_and_means_give_float32_results() -> None:
+    """Documented: the result is float32 whatever the dtype of the given alphas or mean (no silent promotion
+    to float64 of a whole batch)."""
+    images = torch.full((2, 3, 2, 2), 100.0)
+    out = A.pca_lighting(images, torch.tensor([0.2, 0.05, 0.01]), torch.eye(3),
+                         alphas=torch.ones(2, 3, dtype=torch.float64))
+    assert out.dtype == torch.float32
+    assert A.subtract_mean(images, torch.ones(3, 1, 1, dtype=torch.float64)).dtype == torch.float32
