@@ -74,3 +74,14 @@ def test_fewer_than_two_seeds_in_either_arm_decide_nothing() -> None:
     assert math.isnan(record.verdict([0.2, 0.3], [])["difference"])
     # two seeds each are enough: 0.30 ± 0 against 0.20 ± 0 -> se 0 -> no difference claimed
     assert record.verdict([0.3, 0.3], [0.2, 0.2])["answer"] == "no difference by the rule"
+
+
+def test_the_verdict_rule_at_its_edges() -> None:
+    """[1, 3] against [0, 0]: means 2 and 0, sample variances 2 and 0, se = sqrt(2/2 + 0) = 1 exactly, so a
+    difference of exactly 2 se is not enough; 2.5 (between 2 and 3 se) is; a positive difference below 1
+    that counts makes the second arm better when smaller is better."""
+    assert record.verdict([1.0, 3.0], [0.0, 0.0])["answer"] == "no difference by the rule"
+    r = record.verdict([1.0, 3.0], [-0.5, -0.5])
+    assert r["se"] == 1.0 and r["difference"] == 2.5 and r["answer"] == "the second is better"
+    assert record.verdict([0.30, 0.31], [0.10, 0.11])["answer"] == "the second is better"
+    assert record.verdict([0.30, 0.31], [0.10, 0.11], smaller_is_better=False)["answer"] == "the first is better"

@@ -342,3 +342,17 @@ def test_a_state_of_another_kind_is_named_and_stopped_is_restored():
     resumed = FixedSchedule(1.0, (2,), 10.0, 2)
     resumed.load_state_dict(json.loads(json.dumps(fixed.state_dict())))
     assert resumed.stopped is True
+
+
+def test_plateau_decisions_by_hand_at_the_edges():
+    """An improvement of exactly min_improvement counts (0.25 is exact in binary) and reduces nothing; a non-finite error is named; a stopped schedule says so for the epoch asked."""
+    s = PlateauSchedule(patience=1, min_improvement=0.25, max_epochs=3)
+    d = s.step(1, 1.0)
+    assert (d.epoch, d.reduced, d.stop, d.reason) == (1, False, False, "improved")
+    d = s.step(2, 0.75)
+    assert (d.epoch, d.reduced, d.stop, d.reason, d.bad_epochs) == (2, False, False, "improved", 0)
+    with pytest.raises(UserError, match=r"^plateau schedule: validation error must be a finite number, got nan$"):
+        s.step(3, float("nan"))
+    assert s.step(3, 0.7).stop
+    d = s.step(4, 0.7)
+    assert (d.epoch, d.reduced, d.stop, d.reason) == (4, False, True, "already stopped")
