@@ -71,7 +71,7 @@ def test_the_layers_are_layers_18pct_with_lrn_after_the_first_two_poolings() -> 
     assert isinstance(lrn, LocalResponseNorm) and (lrn.n, lrn.k, lrn.alpha, lrn.beta) == (5, 2.0, 1e-4, 0.75)
     assert (net.fc.in_features, net.fc.out_features) == (64, 3)
     assert net(torch.zeros(2, 3, SIZE, SIZE)).shape == (2, 3)
-    plain = FourLayerNet("relu", lrn=False, num_classes=10, input_size=32)
+    plain = FourLayerNet()  # the defaults: ReLU, no LRN, 10 classes, 32-px CIFAR-10 images
     assert not any(isinstance(m, LocalResponseNorm) for m in plain.modules())
     assert isinstance(plain.act1, nn.ReLU) and plain.fc.in_features == 64 * 3 * 3  # 32 -> 15 -> 7 -> 3
 
@@ -245,8 +245,8 @@ def test_threads_are_set_only_when_asked(tmp_path: Path, monkeypatch, tiny) -> N
 
 
 def test_fewer_images_than_a_batch_is_an_error_but_exactly_one_batch_trains(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"^3 training images, fewer than one batch of 4$"):
-        train_small(tmp_path / "a", _cfg(), _data(3))
+    with pytest.raises(ValueError, match=r"^2 training images, fewer than one batch of 4$"):
+        train_small(tmp_path / "a", _cfg(), _data(2))
     r = train_small(tmp_path / "b", _cfg(steps=2), _data(4))
     assert r["steps"] == 2 and r["steps_per_epoch"] == 1 and r["epochs"] == 2.0
 
@@ -331,4 +331,51 @@ def test_the_holdout_is_checked_every_n_steps_and_at_the_end(tmp_path: Path) -> 
     best_step, best_err = min(r["holdout_curve"], key=lambda c: (c[1], c[0]))
     assert (r["best_step"], r["holdout_error"]) == (best_step, best_err)
     r = train_small(tmp_path / "none", _cfg(steps=2, eval_every=0), (x, y), holdout=(x[:4], y[:4]))
+    assert (tmp_path / "run" / "best.pt").is_file()
     assert "holdout_curve" not in r and not (tmp_path / "none" / "best.pt").exists()
+
+
+def test_augmentation_is_a_function_of_seed_and_step_and_reaches_every_shift() -> None:
+    """The draws come from (seed, step) alone, not from the global generator; all-ones images show the shift
+    as zero columns/rows coming in: over 80 steps dx and dy take every value of 0..4 (shift -2..2)."""
+    x, y = torch.ones(4, 3, 6, 6), torch.arange(4)
+    cfg = SmallRun(batch_size=4, seed=2, augment=True)
+    torch.manual_seed(1)
+    first = _batch(x, y, 7, cfg)[0]
+    torch.manual_seed(99)
+    assert torch.equal(_batch(x, y, 7, cfg)[0], first)
+    dxs, dys = set(), set()
+    for step in range(80):
+        xb = _batch(x, y, step, cfg)[0][0, 0]  # (6, 6): flips do not move zero columns of a symmetric pattern
+        cols, rows = xb.sum(0) > 0, xb.sum(1) > 0
+        left, top = int((~cols[:3]).sum()), int((~rows[:3]).sum())
+        right, bottom = int((~cols[3:]).sum()), int((~rows[3:]).sum())
+        dxs.add(2 - left if left else 2 + right)
+        dys.add(2 - top if top else 2 + bottom)
+    assert dxs == {0, 1, 2, 3, 4} and dys == {0, 1, 2, 3, 4}
+
+
+def test_the_run_folder_and_its_parents_are_made_and_the_init_is_passed(tmp_path: Path) -> None:
+    """cuda-convnet's init has zero biases; at rate 0 they stay zero in the saved model."""
+    run = tmp_path / "a" / "b" / "run"
+    train_small(run, _cfg(lr=0.0, steps=1, init="cuda-convnet"), _data())
+    state = torch.load(run / "model.pt", weights_only=True)
+    assert all(torch.all(state[f"{name}.bias"] == 0) for name in ("conv1", "conv2", "conv3", "fc"))
+
+
+def test_a_resumed_run_keeps_its_holdout_curve(tmp_path: Path, monkeypatch) -> None:
+    x, y = _data(8)
+    real = smallnet._batch
+
+    def stop_at_5(xs, ys, step, c):
+        if step == 5:
+            raise KeyboardInterrupt
+        return real(xs, ys, step, c)
+
+    cfg = _cfg(steps=6, eval_every=2, checkpoint_every=2)
+    monkeypatch.setattr(smallnet, "_batch", stop_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_small(tmp_path / "run", cfg, (x, y), holdout=(x[:4], y[:4]))
+    monkeypatch.setattr(smallnet, "_batch", real)
+    r = train_small(tmp_path / "run", cfg, (x, y), holdout=(x[:4], y[:4]))
+    assert [c[0] for c in r["holdout_curve"]] == [2, 4, 6]
