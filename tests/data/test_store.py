@@ -58,7 +58,9 @@ def test_split_survives_pickling(small_store) -> None:
     store, splits = small_store
     train = store.split("train")
     train.read(np.array([1]))
+    assert train.__getstate__()["_shards"] == {}  # open shard maps stay in this process, not in the pickle
     clone = pickle.loads(pickle.dumps(train))
+    assert clone._shards == {} and set(vars(clone)) == set(vars(train))
     assert np.array_equal(clone.read(np.array([4, 2])), splits["train"][0][[4, 2]])
 
 
@@ -160,3 +162,24 @@ def test_jpeg_format_round_trip(tmp_path: Path) -> None:
     assert np.abs(got.astype(int) - images[[2, 0]].astype(int)).mean() < 3.0
     assert verify_store(store.path) == []
     assert store.stats().count == 3
+
+
+def test_verify_names_each_structural_problem_beside_the_checksum(tmp_path: Path) -> None:
+    """A shard one byte short, a labels file of the wrong length and a manifest count that the shards do not
+    hold: each is one sentence naming the file and the sizes, besides the checksum mismatches."""
+    from helpers import make_store
+
+    store = make_store(tmp_path / "s", train=8, val=4, size=8)
+    shard = store.path / "train" / "shard-00000.npy"
+    size = shard.stat().st_size
+    shard.write_bytes(shard.read_bytes()[:-1])
+    problems = verify_store(store.path)
+    assert f"train/shard-00000.npy: {size - 1} bytes, expected {size}: truncated or overwritten" in problems
+    assert "train/shard-00000.npy: checksum mismatch (file is corrupt or was modified)" in problems
+    np.save(store.path / "val" / "labels.npy", np.zeros(3, dtype=np.int64))
+    assert "val/labels.npy: holds int64 (3,), expected int64 (4,)" in verify_store(store.path)
+    manifest_path = next(p for p in store.path.glob("*.json") if "splits" in json.loads(p.read_text()))
+    manifest = json.loads(manifest_path.read_text())
+    manifest["splits"]["val"]["count"] = 5
+    manifest_path.write_text(json.dumps(manifest))
+    assert "split val: shards hold 4 images but the manifest says 5" in verify_store(store.path)
