@@ -107,10 +107,12 @@ def test_code_asks_the_reading_object_never_its_name() -> None:
 
 
 def test_every_test_named_in_the_docs_exists() -> None:
-    """docs/fidelity.md names, per row, the tests that pin a choice, docs/testing.md the tests that kill
-    mutants: each named test must exist."""
+    """docs/fidelity.md names, per row, the tests that pin a choice, docs/testing.md and docs/mutants/ the tests
+    that kill mutants: each named test must exist."""
     root = SRC.parents[1]
-    text = "\n".join((root / "docs" / name).read_text() for name in ("fidelity.md", "testing.md"))
+    docs = [root / "docs" / name for name in ("fidelity.md", "testing.md")]
+    docs += sorted((root / "docs" / "mutants").glob("*.md"))
+    text = "\n".join(path.read_text() for path in docs)
     missing = []
     for line in text.splitlines():
         # `tests/x.py::a`, `::b` names a and b in x.py; the next `tests/...` cell starts another file

@@ -171,3 +171,258 @@ def test_lrn_quick_writes_a_record_with_the_statistic_per_seed(tmp_path: Path, c
                    cache=tmp_path / "cache", threads=1)  # every sub-run finished: the same values again
     again = record.load(out / "record.json")
     assert json.dumps(again["arms"], sort_keys=True) == json.dumps(json.loads(before)["arms"], sort_keys=True)
+
+
+# --------------------------------------------------------------------------- the record's numbers, with a fake trainer
+
+#: A fake run's fixed fields (copied into every per-seed entry).
+SECONDS_PER_STEP, WALL_SECONDS, TRAILING_EVERY, STEPS_PER_EPOCH = 0.01, 3.0, 2, 5
+#: Training images the train error is read on (patched down from 1000 so that it is a strict, seeded slice).
+TRAIN_SLICE = 50
+#: LRN statistics by hand: three measurements with a best-weights entry (the peak mean in the middle), and four
+#: without one (the last training batch stands in; the peak is the second).
+STATS_A = [{"step": 0, "lrn1": {"mean": 0.5, "max": 2.0}, "lrn2": {"mean": 0.1, "max": 0.4}},
+           {"step": 4, "lrn1": {"mean": 0.9, "max": 3.0}, "lrn2": {"mean": 0.3, "max": 0.8}},
+           {"step": 8, "lrn1": {"mean": 0.7, "max": 2.5}, "lrn2": {"mean": 0.2, "max": 0.6}}]
+BEST_A = {"lrn1": {"mean": 0.8, "max": 2.8}, "lrn2": {"mean": 0.25, "max": 0.7}}
+STATS_B = [{"step": 0, "lrn1": {"mean": 0.4, "max": 1.5}, "lrn2": {"mean": 0.05, "max": 0.2}},
+           {"step": 4, "lrn1": {"mean": 1.2, "max": 4.0}, "lrn2": {"mean": 0.3, "max": 0.9}},
+           {"step": 8, "lrn1": {"mean": 0.9, "max": 3.5}, "lrn2": {"mean": 0.2, "max": 0.7}},
+           {"step": 12, "lrn1": {"mean": 0.6, "max": 2.0}, "lrn2": {"mean": 0.15, "max": 0.5}}]
+
+#: (lrn, rate, seed) -> the fake run: holdout error, diverged, best step, the class its best.pt (None: no best.pt)
+#: and model.pt predict for every image, its LRN statistics and best-weights statistics.  Rate factor 2, one
+#: extension: with LRN 0.02 beats 0.01 at the top edge, 0.04 diverges (its holdout error, lower, must not count):
+#: 0.02 interior.  Without LRN 0.01 is a dead rate (holdout error 1.0, not diverged), 0.04 beats 0.02 and the
+#: one extension is spent: 0.04, not bracketed.  Seed 2 without LRN diverges at the chosen rate.
+FAKE = {
+    (True, 0.01, 0): dict(holdout=0.30, diverged=False, best_step=8, best=3, model=3, stats=STATS_A, stats_best=BEST_A),
+    (True, 0.02, 0): dict(holdout=0.20, diverged=False, best_step=4, best=1, model=0, stats=STATS_A, stats_best=BEST_A),
+    (True, 0.04, 0): dict(holdout=0.05, diverged=True, best_step=4, best=None, model=0, stats=None, stats_best=None),
+    (True, 0.02, 1): dict(holdout=0.25, diverged=False, best_step=12, best=None, model=2, stats=STATS_B,
+                          stats_best=None),
+    (True, 0.02, 2): dict(holdout=0.15, diverged=False, best_step=8, best=3, model=0, stats=STATS_B, stats_best=BEST_A),
+    (False, 0.01, 0): dict(holdout=1.0, diverged=False, best_step=4, best=0, model=0, stats=None, stats_best=None),
+    (False, 0.02, 0): dict(holdout=0.40, diverged=False, best_step=4, best=1, model=1, stats=None, stats_best=None),
+    (False, 0.04, 0): dict(holdout=0.35, diverged=False, best_step=8, best=2, model=3, stats=None, stats_best=None),
+    (False, 0.04, 1): dict(holdout=0.45, diverged=False, best_step=12, best=0, model=1, stats=None, stats_best=None),
+    (False, 0.04, 2): dict(holdout=0.50, diverged=True, best_step=4, best=None, model=1, stats=None, stats_best=None),
+}
+FAKE_PARAMS = ["steps=16", "batch_size=16", "train_images=0", "test_images=0", "holdout_per_class=5", "eval_every=4",
+               "stats_every=4", "lrs=[0.01, 0.02]", "rate_factor=2", "max_extensions=1", "give_up_after=7",
+               "init=cuda-convnet"]
+
+
+def constant_net(lrn: bool, size: int, cls: int) -> dict:
+    """A four-layer net's weights that predict class ``cls`` for every image (all zero but the fc bias)."""
+    net = FourLayerNet("relu", lrn, 4, size)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.fc.bias[cls] = 1.0
+    return net.state_dict()
+
+
+def fake_trainer(calls: list) -> callable:
+    """A ``train_small`` stand-in answering from :data:`FAKE` (and writing the weights it names)."""
+
+    def train_small(run_dir, cfg, train, test, log=None, holdout=None):
+        calls.append({"run_dir": run_dir, "cfg": cfg, "train": train, "test": test, "log": log, "holdout": holdout})
+        f = FAKE[(cfg.lrn, cfg.lr, cfg.seed)]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        size = train[0].shape[2]
+        torch.save(constant_net(cfg.lrn, size, f["model"]), run_dir / "model.pt")
+        if f["best"] is not None:
+            torch.save(constant_net(cfg.lrn, size, f["best"]), run_dir / "best.pt")
+        r = {"steps": cfg.steps, "best_step": f["best_step"], "holdout_error": f["holdout"], "diverged": f["diverged"],
+             "wall_seconds": WALL_SECONDS, "seconds_per_step": SECONDS_PER_STEP, "trailing_train_error": [0.9, 0.5],
+             "trailing_every": TRAILING_EVERY, "steps_per_epoch": STEPS_PER_EPOCH}
+        if f["stats"]:
+            r["lrn_statistics"] = f["stats"]
+        if f["stats_best"]:
+            r["lrn_statistics_best"] = f["stats_best"]
+        return r
+
+    return train_small
+
+
+@pytest.fixture(scope="module")
+def faked(tmp_path_factory) -> dict:
+    """The experiment run once (3 seeds, 24-pixel images, progress shown) with :data:`FAKE`'s trainer."""
+    from alexnet.experiments import lrn, stores
+
+    store = make_store(tmp_path_factory.mktemp("cifar24") / "cifar", train=160, val=48, size=24, classes=4).path
+    calls: list = []
+    prepared: list = []
+    messages: list = []
+    real_prepared = stores.prepared_from_tree
+
+    def prepared_from_tree(ctx, dataset, folder, size, holdout=0):
+        prepared.append((dataset, folder, size, holdout))
+        return real_prepared(ctx, dataset, folder, size, holdout)
+
+    root = tmp_path_factory.mktemp("faked")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lrn, "train_small", fake_trainer(calls))
+        mp.setattr(lrn, "TRAIN_ERROR_IMAGES", TRAIN_SLICE)
+        mp.setattr(stores, "prepared_from_tree", prepared_from_tree)
+        doc = run_experiment("lrn", budget="quick", out=root / "out", seeds=3, params=FAKE_PARAMS,
+                             stores={"cifar10-32": store}, cache=root / "cache", threads=2, progress=True,
+                             log=messages.append)
+    return {"doc": doc, "record": record.load(root / "out" / "record.json"), "calls": calls, "prepared": prepared,
+            "messages": messages, "log": messages.append, "out": root / "out", "store": store}
+
+
+def expected_seed(lrn: bool, lr: float, seed: int, *, val: np.ndarray, train: np.ndarray) -> dict:
+    """The per-seed entry by hand from :data:`FAKE`: the fake's fields, then (unless diverged) the errors of the
+    constant class of best.pt (model.pt without one) on the test split and on the seeded training slice, then
+    the statistics."""
+    f = FAKE[(lrn, lr, seed)]
+    v = {"lr": lr, "steps": 16, "best_step": f["best_step"], "holdout_error": f["holdout"], "diverged": f["diverged"],
+         "train_seconds": WALL_SECONDS, "seconds_per_step": SECONDS_PER_STEP}
+    if f["diverged"]:
+        return v
+    cls = f["model"] if f["best"] is None else f["best"]
+    rows = np.sort(np.random.default_rng(0).permutation(len(train))[:TRAIN_SLICE])
+    v.update(test_error=float(np.mean(val != cls)), test_images=48, train_error=float(np.mean(train[rows] != cls)),
+             weights="model.pt" if f["best"] is None else "best.pt")
+    if f["stats"]:
+        stats, best = f["stats"], f["stats_best"] or f["stats"][-1]
+        v["lrn_statistics"] = stats
+        for layer in ("lrn1", "lrn2"):
+            v.update({f"{layer}_mean_init": stats[0][layer]["mean"], f"{layer}_max_init": stats[0][layer]["max"],
+                      f"{layer}_mean": best[layer]["mean"], f"{layer}_max": best[layer]["max"],
+                      f"{layer}_mean_peak": max(s[layer]["mean"] for s in stats)})
+    return v
+
+
+def test_each_sub_run_gets_the_budget_the_shared_recipe_and_the_shown_progress(faked: dict) -> None:
+    """Every sub-run: the arm's LRN and rate as a float, steps, batch, the paper's weight decay, augmentation,
+    the rate dropped at 80%, the experiment's threads, init, eval/stats cadence and give-up; no test split, the
+    holdout slice, and the experiment's log (progress shown), each announced; 3 sweep points + 3 seeds per arm."""
+    calls = faked["calls"]
+    assert len(calls) == 12 and faked["doc"]["runs"] == 12
+    for c in calls:
+        cfg = c["cfg"]
+        assert (cfg.activation, cfg.steps, cfg.batch_size, cfg.weight_decay, cfg.augment, cfg.lr_drop_at,
+                cfg.threads, cfg.init, cfg.eval_every, cfg.stats_every, cfg.give_up_after) == (
+            "relu", 16, 16, 0.0005, True, 0.8, 2, "cuda-convnet", 4, 4, 7)
+        assert type(cfg.lr) is float and c["test"] is None and c["log"] == faked["log"]
+        assert len(c["holdout"][1]) == 20 and len(c["train"][1]) == 140
+    subs = [f"{'lrn' if c['cfg'].lrn else 'no-lrn'}-lr{c['cfg'].lr:g}-seed{c['cfg'].seed}" for c in calls]
+    assert subs == ["lrn-lr0.01-seed0", "lrn-lr0.02-seed0", "lrn-lr0.04-seed0",
+                    "lrn-lr0.02-seed0", "lrn-lr0.02-seed1", "lrn-lr0.02-seed2",
+                    "no-lrn-lr0.01-seed0", "no-lrn-lr0.02-seed0", "no-lrn-lr0.04-seed0",
+                    "no-lrn-lr0.04-seed0", "no-lrn-lr0.04-seed1", "no-lrn-lr0.04-seed2"]
+    assert [c["run_dir"] for c in calls] == [faked["out"] / "runs" / s for s in subs]
+    assert [m for m in faked["messages"] if m.startswith("[lrn] ")] == [f"[lrn] {s}" for s in subs]
+    assert faked["prepared"] == [("cifar10-32", "cifar10", 32, 0)]
+
+
+def test_a_sub_run_counts_itself_and_passes_no_log_without_progress(tmp_path: Path, monkeypatch) -> None:
+    from alexnet.experiments import common, lrn
+
+    calls: list = []
+    monkeypatch.setattr(lrn, "train_small", fake_trainer(calls))
+    x = torch.zeros(20, 3, 24, 24)
+    y = torch.arange(20) % 4
+    ctx = common.Context(name="lrn", out=tmp_path, threads=3, log=lambda m: None, progress=False, runs=5)
+    params = {"steps": 16, "batch_size": 16, "init": "default", "eval_every": 4, "stats_every": 4, "give_up_after": 7}
+    r = lrn._train(ctx, params, {"train": (x, y), "holdout": (x[:8], y[:8])}, True, 0.02, 1)
+    assert ctx.runs == 6 and calls[0]["log"] is None and calls[0]["cfg"].threads == 3
+    assert (r["sub"], r["lrn"], r["seed"], r["lr"], r["holdout_error"]) == ("lrn-lr0.02-seed1", True, 1, 0.02, 0.25)
+
+
+def test_the_record_keeps_each_sweep_and_each_seeds_values_at_the_chosen_rate(faked: dict) -> None:
+    """Sweeps as :data:`FAKE` gives them (a diverged point has no holdout error; a dead rate at 100% is not a
+    divergence), the labels with the chosen rate, and each seed's values worked out in :func:`expected_seed`."""
+    from alexnet.experiments.stores import load_arrays
+
+    rec = faked["record"]
+    assert rec["sweeps"]["lrn"] == {
+        "points": [{"lr": 0.01, "diverged": False, "holdout_error": 0.30},
+                   {"lr": 0.02, "diverged": False, "holdout_error": 0.20},
+                   {"lr": 0.04, "diverged": True, "holdout_error": None}],
+        "best": 0.02, "status": "interior", "extensions": 1, "range": [0.01, 0.04]}
+    assert rec["sweeps"]["no-lrn"] == {
+        "points": [{"lr": 0.01, "diverged": False, "holdout_error": 1.0},
+                   {"lr": 0.02, "diverged": False, "holdout_error": 0.40},
+                   {"lr": 0.04, "diverged": False, "holdout_error": 0.35}],
+        "best": 0.04, "status": "not bracketed: the best rate 0.04 is the highest tried after 1 extension(s) (the limit)",
+        "extensions": 1, "range": [0.01, 0.04]}
+    assert {arm: a["label"] for arm, a in rec["arms"].items()} == {"lrn": "with LRN (lr 0.02)",
+                                                                  "no-lrn": "without LRN (lr 0.04)"}
+    val = load_arrays(faked["store"], "val")[1]
+    train = faked["calls"][0]["train"][1].numpy()
+    for arm, lrn, lr in (("lrn", True, 0.02), ("no-lrn", False, 0.04)):
+        per_seed = rec["arms"][arm]["per_seed"]
+        assert list(per_seed) == ["0", "1", "2"]
+        for seed in range(3):
+            expected = expected_seed(lrn, lr, seed, val=val, train=train)
+            assert per_seed[str(seed)] == expected, (arm, seed)
+    # by hand: seed 0 with LRN reads STATS_A and BEST_A, seed 1 STATS_B and its last entry (no best weights)
+    s0, s1 = rec["arms"]["lrn"]["per_seed"]["0"], rec["arms"]["lrn"]["per_seed"]["1"]
+    assert (s0["lrn1_mean_init"], s0["lrn1_mean"], s0["lrn2_max"], s0["lrn1_mean_peak"]) == (0.5, 0.8, 0.7, 0.9)
+    assert (s1["lrn1_mean"], s1["lrn1_max"], s1["lrn2_mean_peak"], s1["lrn2_max_init"]) == (0.6, 2.0, 0.3, 0.2)
+
+
+def test_the_test_split_is_read_once_into_final_json(faked: dict) -> None:
+    """Each reported, not diverged run caches its measurements in ``final.json`` (indented); a diverged one has none."""
+    runs = faked["out"] / "runs"
+    per_seed = faked["record"]["arms"]["lrn"]["per_seed"]
+    for seed, weights in ((0, "best.pt"), (1, "model.pt"), (2, "best.pt")):
+        text = (runs / f"lrn-lr0.02-seed{seed}" / "final.json").read_text()
+        measured = json.loads(text)
+        assert text == json.dumps(measured, indent=2)
+        assert set(measured) == {"test_error", "test_images", "train_error", "weights"}
+        assert measured["weights"] == weights and measured["test_images"] == 48
+        assert measured["test_error"] == per_seed[str(seed)]["test_error"]
+    assert not (runs / "no-lrn-lr0.04-seed2" / "final.json").exists()
+    assert not (runs / "lrn-lr0.01-seed0" / "final.json").exists()  # a sweep point never reads the test split
+
+
+def test_the_record_names_its_columns_verdict_and_notes(faked: dict) -> None:
+    rec = faked["record"]
+    stat = "α·Σa²/k"
+    columns = [{"metric": "test_error", "label": "test error", "format": "pct"},
+               {"metric": "holdout_error", "label": "holdout error (decides)", "format": "pct"},
+               {"metric": "train_error", "label": f"train error ({TRAIN_SLICE} imgs)", "format": "pct"}]
+    for layer in ("lrn1", "lrn2"):
+        columns += [{"metric": f"{layer}_mean_init", "label": f"{stat} {layer}, mean at init", "format": "num",
+                     "missing": "no LRN"},
+                    {"metric": f"{layer}_mean", "label": f"{stat} {layer}, mean, best weights", "format": "num",
+                     "missing": "no LRN"},
+                    {"metric": f"{layer}_max", "label": f"{stat} {layer}, max, best weights", "format": "num",
+                     "missing": "no LRN"}]
+    assert rec["table"]["columns"] == columns
+    assert rec["table"]["rows"] == ["lrn", "no-lrn"]
+    assert rec["name"] == "lrn" and rec["seeds"] == [0, 1, 2]
+    assert rec["verdicts"] == [{"claim": "§3.3: LRN lowers the test error", "a": "lrn", "b": "no-lrn",
+                                "metric": "test_error"}]
+    notes = rec["notes"]
+    assert notes[0].startswith("Budget `quick`: {") and "'rate_factor': 2.0" in notes[0]
+    assert notes[1:] == [
+        "Images: 140 to train, 20 holdout (decides the rate and the stopping point), 48 test (read once per "
+        "reported run).",
+        "Inputs: raw (0-255 pixel values minus the mean image, as §2).",
+        "LRN: k = 2, n = 5, α = 0.0001 multiplying the sum as printed in §3.3, β = 0.75; the divisor is "
+        "k^β·(1 + α·Σa²/k)^β, so α·Σa²/k ≪ 1 means the LRN only rescales its input.",
+        "Rate sweep, lrn: 0.01 → 30.00%, 0.02 → 20.00%, 0.04 → diverged (holdout error, seed 0); chosen 0.02: "
+        "interior.",
+        "Rate sweep, no-lrn: 0.01 → 100.00%, 0.02 → 40.00%, 0.04 → 35.00% (holdout error, seed 0); chosen 0.04: "
+        "not bracketed: the best rate 0.04 is the highest tried after 1 extension(s) (the limit)."]
+
+
+def test_the_results_file_holds_the_seeds_values_sweeps_params_paper_table_plot_and_notes(faked: dict) -> None:
+    doc, rec, out = faked["doc"], faked["record"], faked["out"]
+    assert doc["seeds"] == [0, 1, 2]
+    assert json.loads((out / "experiment.json").read_text())["seeds"] == [0, 1, 2]
+    assert json.loads((out / "results.json").read_text())["seeds"] == [0, 1, 2]
+    assert doc["results"]["per_arm"] == {arm: a["per_seed"] for arm, a in rec["arms"].items()}
+    assert doc["results"]["sweeps"] == rec["sweeps"]
+    assert doc["results"]["params"]["rate_factor"] == 2.0 and doc["results"]["params"]["lrs"] == [0.01, 0.02]
+    assert doc["paper"] == {"lrn_test_error_with": CIFAR.lrn_test_error_with,
+                            "lrn_test_error_without": CIFAR.lrn_test_error_without}
+    assert doc["notes"] == rec["notes"] and len(doc["notes"]) == 6
+    assert doc["plot"] == "lrn.png" and (out / "lrn.png").is_file()
+    assert isinstance(doc["table"], str) and "with LRN (lr 0.02)" in doc["table"] and "no LRN" in doc["table"]

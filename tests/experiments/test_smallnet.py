@@ -265,7 +265,7 @@ def test_a_run_at_chance_gives_up_after_the_set_steps_and_not_before(tmp_path: P
     ``give_up_after`` exactly when that loss is within 2% of ln C."""
     x, y = torch.zeros(8, 3, SIZE, SIZE), torch.arange(8) % 2
     torch.manual_seed(0)
-    first = float(nn.functional.cross_entropy(tiny("relu", False, 2, SIZE)(x), y))
+    first = float(nn.functional.cross_entropy(tiny("relu", False, 2, SIZE)(x), y).detach())
     assert first > 0.98 * math.log(2)  # the premise, by hand: near-equal logits for every image
     r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=20, give_up_after=5, window=50), (x, y))
     assert r["stuck_at_chance"] is True and r["steps"] == 5
