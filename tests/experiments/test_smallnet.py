@@ -47,6 +47,18 @@ def tiny(monkeypatch) -> type[TinyNet]:
     return TinyNet
 
 
+def _interrupted_at(stop: int):
+    """``smallnet._batch`` that raises KeyboardInterrupt (a killed run) when asked for step ``stop``."""
+    real = smallnet._batch
+
+    def batch(xs, ys, step, c):
+        if step == stop:
+            raise KeyboardInterrupt
+        return real(xs, ys, step, c)
+
+    return batch
+
+
 def _cfg(**kw) -> SmallRun:
     base = dict(lr=0.01, steps=4, batch_size=4, window=2, checkpoint_every=0, give_up_after=0, threads=0)
     base.update(kw)
@@ -297,12 +309,7 @@ def test_checkpoints_are_written_every_n_steps_and_hold_the_position(tmp_path: P
     """Interrupted after step 5 with checkpoints every 2 steps: the checkpoint holds step 4 and its history."""
     x, y = _data(8)
     real = smallnet._batch
-
-    def stop_at_5(xs, ys, step, c):
-        if step == 5:
-            raise KeyboardInterrupt
-        return real(xs, ys, step, c)
-
+    stop_at_5 = _interrupted_at(5)
     monkeypatch.setattr(smallnet, "_batch", stop_at_5)
     with pytest.raises(KeyboardInterrupt):
         train_small(tmp_path / "run", _cfg(steps=8, checkpoint_every=2), (x, y))
@@ -369,12 +376,7 @@ def test_the_run_folder_and_its_parents_are_made_and_the_init_is_passed(tmp_path
 def test_a_resumed_run_keeps_its_holdout_curve(tmp_path: Path, monkeypatch) -> None:
     x, y = _data(8)
     real = smallnet._batch
-
-    def stop_at_5(xs, ys, step, c):
-        if step == 5:
-            raise KeyboardInterrupt
-        return real(xs, ys, step, c)
-
+    stop_at_5 = _interrupted_at(5)
     cfg = _cfg(steps=6, eval_every=2, checkpoint_every=2)
     monkeypatch.setattr(smallnet, "_batch", stop_at_5)
     with pytest.raises(KeyboardInterrupt):
