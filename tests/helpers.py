@@ -323,3 +323,17 @@ def layer_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...
         x = module(x)
         out[name] = tuple(x.shape[1:])
     return out
+
+
+def recording_prepared_from_tree(prepared: list):
+    """``experiments.stores.prepared_from_tree`` that also appends each call's (dataset, folder, size, holdout)
+    to ``prepared``: for tests that check which store an experiment asks for."""
+    from alexnet.experiments import stores
+
+    real = stores.prepared_from_tree
+
+    def prepared_from_tree(ctx, dataset, folder, size, holdout=0):
+        prepared.append((dataset, folder, size, holdout))
+        return real(ctx, dataset, folder, size, holdout)
+
+    return prepared_from_tree

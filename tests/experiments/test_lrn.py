@@ -16,7 +16,7 @@ from alexnet.experiments.smallnet import FourLayerNet, SmallRun, cifar_tensors, 
 from alexnet.experiments.sweep import INTERIOR, bracketing_sweep, next_rate
 from alexnet.net.lrn import LocalResponseNorm
 from alexnet.paper import CIFAR, LRN_PARAMS
-from helpers import make_store
+from helpers import make_store, recording_prepared_from_tree
 
 
 @pytest.fixture(scope="module")
@@ -255,11 +255,7 @@ def faked(tmp_path_factory) -> dict:
     calls: list = []
     prepared: list = []
     messages: list = []
-    real_prepared = stores.prepared_from_tree
-
-    def prepared_from_tree(ctx, dataset, folder, size, holdout=0):
-        prepared.append((dataset, folder, size, holdout))
-        return real_prepared(ctx, dataset, folder, size, holdout)
+    prepared_from_tree = recording_prepared_from_tree(prepared)
 
     root = tmp_path_factory.mktemp("faked")
     with pytest.MonkeyPatch.context() as mp:

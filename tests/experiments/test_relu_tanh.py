@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from alexnet.experiments import run_experiment
-from helpers import make_store, quadrant_images
+from helpers import make_store, quadrant_images, recording_prepared_from_tree
 
 
 @pytest.fixture(scope="module")
@@ -172,11 +172,7 @@ def four_seeds(cifar: Path, tmp_path_factory) -> dict:
 
     calls: list = []
     prepared: list = []
-    real_prepared = stores.prepared_from_tree
-
-    def prepared_from_tree(ctx, dataset, folder, size, holdout=0):
-        prepared.append((dataset, folder, size, holdout))
-        return real_prepared(ctx, dataset, folder, size, holdout)
+    prepared_from_tree = recording_prepared_from_tree(prepared)
 
     def log(message: str) -> None:
         pass
