@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 FORMAT_VERSION = 1
-FORMATS = ("pct", "num", "int", "text")
+FORMATS = ("pct", "num", "int", "text", "verdict")
 #: The verdict rule every comparison uses unless its file states another.
 RULE = "a difference counts when it exceeds 2 standard errors of the difference of the means (Welch)"
 BLOCK = re.compile(r"<!-- results: (\S+) -->\n(.*?)<!-- end results -->", re.S)
@@ -104,6 +104,41 @@ def verdict(a: Sequence[float], b: Sequence[float], smaller_is_better: bool = Tr
     return {"difference": diff, "se": se, "answer": answer}
 
 
+def effect_verdict(values: Sequence[float]) -> str:
+    """The verdict on a paired effect (per seed: the paper's choice's gain, positive when it helps) by :data:`RULE`.
+
+    The effect counts when its mean is more than 2 standard errors (sample std / √n) away from 0; one seed
+    decides nothing.
+    """
+    mean, std, n = summary(values)
+    if n == 0:
+        return "not measured"
+    if n < 2:
+        return "not decided (fewer than 2 seeds)"
+    if std == 0 or abs(mean) <= 2 * std / math.sqrt(n):
+        return "no difference by the rule"
+    return "the paper's choice is better" if mean > 0 else "the paper's choice is worse"
+
+
+def arm_cell(name: str | None, arm: dict[str, Any], column: dict[str, Any]) -> str:
+    """One row's cell of a column: mean ± std of the arm's seeds, the verdict on them, or the arm's own text.
+
+    An arm may override a column's format for its row (``"formats": {metric: format}``), so that one column
+    holds effects measured in different units; a ``text`` cell is the arm's ``"text"`` entry (the paper's or
+    an anchor's figure, quoted with its source), and a ``verdict`` cell is :func:`effect_verdict` of the
+    arm's per-seed values of the metric the column names in ``"of"``.
+    """
+    metric = column["metric"]
+    kind = arm.get("formats", {}).get(metric, column.get("format", "num"))
+    if kind not in FORMATS:
+        raise ValueError(f"{name}: row {arm.get('label')!r} has unknown format {kind!r} for {metric}")
+    if kind == "text":
+        return arm.get("text", {}).get(metric, column.get("missing", "—"))
+    if kind == "verdict":
+        return effect_verdict(seed_values(arm, column["of"]))
+    return cell(seed_values(arm, metric), kind, column.get("missing", "not measured"))
+
+
 def render(doc: dict[str, Any]) -> str:
     """The Markdown table (and verdict lines) of a results document; recomputed from its per-seed values."""
     table = doc["table"]
@@ -118,8 +153,7 @@ def render(doc: dict[str, Any]) -> str:
         lines.append("| *" + ref["label"] + "* | " + " | ".join(f"*{x}*" for x in cells) + " |")
     for key in table["rows"]:
         arm = doc["arms"][key]
-        cells = [cell(seed_values(arm, c["metric"]), c.get("format", "num"), c.get("missing", "not measured"))
-                 for c in columns]
+        cells = [arm_cell(doc.get("name"), arm, c) for c in columns]
         lines.append("| " + arm.get("label", key) + " | " + " | ".join(cells) + " |")
     out = "\n".join(lines) + "\n"
     for v in doc.get("verdicts", []):
