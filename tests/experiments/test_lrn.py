@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from alexnet.errors import UserError
 from alexnet.experiments import record, run_experiment
 from alexnet.experiments.smallnet import FourLayerNet, SmallRun, cifar_tensors, error_rate, lrn_statistics, train_small
 from alexnet.experiments.sweep import INTERIOR, bracketing_sweep, next_rate
@@ -71,8 +72,13 @@ def test_raw_inputs_are_pixels_minus_the_mean_image_and_std_divides_them(cifar: 
     split = cifar_tensors(cifar, ("train", "val"), scale="raw", holdout_per_class=5)
     assert len(split["holdout"][1]) == 20 and len(split["train"][1]) == 140
     assert sorted(np.bincount(split["holdout"][1].numpy()).tolist()) == [5, 5, 5, 5]
-    with pytest.raises(Exception, match="input_scale"):
+    # the holdout is drawn with seed 0 unless told otherwise
+    default, seed0, seed1 = (cifar_tensors(cifar, ("train",), scale="raw", holdout_per_class=5, **kw)["holdout"][0]
+                             for kw in ({}, {"seed": 0}, {"seed": 1}))
+    assert torch.equal(default, seed0) and not torch.equal(default, seed1)
+    with pytest.raises(UserError) as err:
         cifar_tensors(cifar, ("train",), scale="pixels")
+    assert err.value.key == "param" and err.value.message == "input_scale: unknown value 'pixels'; allowed: raw, std"
 
 
 def test_lrn_statistic_is_alpha_times_the_window_sum_of_squares_over_k() -> None:

@@ -220,7 +220,7 @@ def test_training_is_sgd_with_momentum_weight_decay_and_the_late_rate_drop(tmp_p
 def test_trailing_errors_are_means_over_the_window_and_thinned_to_400_points(tmp_path: Path, monkeypatch,
                                                                             tiny) -> None:
     """With a frozen network (rate 0) and labels chosen per step, every step's error is known: the trailing
-    error at step i is the mean of the last ``window`` of them; 802 steps keep every 2nd value."""
+    error at step i is the mean of the last ``window`` of them; 800 steps keep every 2nd value (800 // 400)."""
     x = torch.randn(4, 3, SIZE, SIZE)
     torch.manual_seed(0)
     predicted = tiny("relu", False, 2, SIZE)(x).argmax(1).detach()
@@ -232,10 +232,10 @@ def test_trailing_errors_are_means_over_the_window_and_thinned_to_400_points(tmp
         return x, torch.where(wrong, 1 - predicted, predicted)
 
     monkeypatch.setattr(smallnet, "_batch", batch)
-    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=802, window=3), (x, torch.tensor([0, 1, 0, 1])))
-    errors = [pattern[i % 4] for i in range(802)]
-    trailing = [float(np.mean(errors[max(0, i - 2):i + 1])) for i in range(802)]
-    assert r["trailing_every"] == 2
+    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=800, window=3), (x, torch.tensor([0, 1, 0, 1])))
+    errors = [pattern[i % 4] for i in range(800)]
+    trailing = [float(np.mean(errors[max(0, i - 2):i + 1])) for i in range(800)]
+    assert r["trailing_every"] == 2 and len(r["trailing_train_error"]) == 400
     assert r["trailing_train_error"] == pytest.approx(trailing[::2])
     assert r["final_trailing_train_error"] == pytest.approx(np.mean(errors[-3:]))
 
@@ -384,3 +384,195 @@ def test_a_resumed_run_keeps_its_holdout_curve(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setattr(smallnet, "_batch", real)
     r = train_small(tmp_path / "run", cfg, (x, y), holdout=(x[:4], y[:4]))
     assert [c[0] for c in r["holdout_curve"]] == [2, 4, 6]
+
+
+# --------------------------------------------------------------------------- edges of the loop
+
+
+class _Clock:
+    """``time`` for smallnet: every ``perf_counter()`` call is 0.37 s after the previous one."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def perf_counter(self) -> float:
+        self.now += 0.37
+        return self.now
+
+
+def _known_errors(monkeypatch, tiny, pattern: list[float], n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """A frozen network's batches with labels chosen per step so that step i's error is pattern[i % len]."""
+    x = torch.randn(n, 3, SIZE, SIZE)
+    torch.manual_seed(0)
+    predicted = tiny("relu", False, 2, SIZE)(x).argmax(1).detach()
+
+    def batch(xs, ys, step, c):
+        wrong = torch.arange(n) < int(pattern[step % len(pattern)] * n)
+        return x, torch.where(wrong, 1 - predicted, predicted)
+
+    monkeypatch.setattr(smallnet, "_batch", batch)
+    return x, torch.arange(n) % 2
+
+
+def test_wall_time_and_seconds_per_step_come_from_the_clock(tmp_path: Path, monkeypatch, tiny) -> None:
+    """One clock reading at the start and one at the end: 0.37 s, rounded to 0.4 for the record."""
+    monkeypatch.setattr(smallnet, "time", _Clock())
+    r = train_small(tmp_path / "one", _cfg(steps=1), _data())
+    assert r["wall_seconds"] == 0.4 and isinstance(r["wall_seconds"], float)
+    assert r["seconds_per_step"] == pytest.approx(0.37) and r["trailing_every"] == 1
+    r = train_small(tmp_path / "three", _cfg(steps=3), _data())
+    assert r["seconds_per_step"] == pytest.approx(0.37 / 3)
+
+
+def test_a_resumed_run_adds_its_time_to_the_time_before_the_interruption(tmp_path: Path, monkeypatch,
+                                                                          tiny) -> None:
+    """First run: start, checkpoint at step 2 (0.37 s saved), killed at step 3.  Second run: start, checkpoint
+    at step 4, end: 2 × 0.37 s more, so 1.11 s in all (1.1 rounded)."""
+    monkeypatch.setattr(smallnet, "time", _Clock())
+    real = smallnet._batch
+    monkeypatch.setattr(smallnet, "_batch", _interrupted_at(3))
+    cfg = _cfg(steps=4, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_small(tmp_path / "run", cfg, _data())
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["seconds"] == pytest.approx(0.37)
+    monkeypatch.setattr(smallnet, "_batch", real)
+    r = train_small(tmp_path / "run", cfg, _data())
+    assert r["wall_seconds"] == 1.1 and r["seconds_per_step"] == pytest.approx(1.11 / 4)
+
+
+def test_the_progress_line_shows_the_trailing_error_and_the_time_per_step(tmp_path: Path, monkeypatch,
+                                                                           tiny) -> None:
+    """Errors cycle 1, 0.5, 0, 0.25; at step 100 the last 3 are 0.5, 0, 0.25 (mean 0.25); the clock moved
+    0.37 s over 100 steps."""
+    monkeypatch.setattr(smallnet, "time", _Clock())
+    data = _known_errors(monkeypatch, tiny, [1.0, 0.5, 0.0, 0.25])
+    lines: list[str] = []
+    train_small(tmp_path / "run", _cfg(lr=0.0, steps=100, window=3), data, log=lines.append)
+    assert lines == ["  run: step 100, trailing train error 0.250, 0.004 s/step"]
+
+
+def test_a_run_killed_after_reaching_its_target_resumes_to_the_same_result(tmp_path: Path, monkeypatch,
+                                                                          tiny) -> None:
+    """Every step's error is 0: the target is reached at step 3 (the window), where a checkpoint is also
+    written; killed while writing its result, the run resumes from that checkpoint and trains no further."""
+    data = _known_errors(monkeypatch, tiny, [0.0])
+    cfg = _cfg(lr=0.0, steps=20, window=3, stop_at_error=0.25, checkpoint_every=3)
+
+    def killed(_cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(smallnet, "asdict", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_small(tmp_path / "run", cfg, data)
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["reached"] == 3
+    monkeypatch.undo()
+    monkeypatch.setattr(smallnet, "FourLayerNet", TinyNet)
+    data = _known_errors(monkeypatch, tiny, [0.0])
+    r = train_small(tmp_path / "run", cfg, data)
+    assert r["reached_step"] == 3 and r["steps"] == 3
+
+
+def test_a_checkpoint_without_curve_or_statistics_resumes(tmp_path: Path, monkeypatch) -> None:
+    """A checkpoint of an older version has no ``curve`` or ``stats``: the run resumes with empty ones, and the
+    statistics at the end are still taken (none fell on a multiple of 10 after the resume)."""
+    x, y = _data(8)
+    real = smallnet._batch
+    monkeypatch.setattr(smallnet, "_batch", _interrupted_at(4))
+    cfg = _cfg(steps=5, checkpoint_every=3, lrn=True, stats_every=10)
+    with pytest.raises(KeyboardInterrupt):
+        train_small(tmp_path / "run", cfg, (x, y))
+    path = tmp_path / "run" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    assert [s["step"] for s in json.loads(state.pop("stats"))] == [0]
+    del state["curve"]
+    torch.save(state, path)
+    monkeypatch.setattr(smallnet, "_batch", real)
+    r = train_small(tmp_path / "run", cfg, (x, y))
+    assert r["steps"] == 5 and [s["step"] for s in r["lrn_statistics"]] == [5]
+
+
+def test_statistics_rarer_than_the_run_are_taken_at_the_start_and_the_end(tmp_path: Path) -> None:
+    r = train_small(tmp_path / "run", _cfg(steps=3, lrn=True, stats_every=10), _data())
+    assert [s["step"] for s in r["lrn_statistics"]] == [0, 3]
+
+
+def test_a_run_diverging_at_its_first_step_has_no_trailing_error_or_holdout(tmp_path: Path, tiny) -> None:
+    x, y = torch.full((8, 3, SIZE, SIZE), float("inf")), torch.arange(8) % 2
+    r = train_small(tmp_path / "run", _cfg(steps=5, eval_every=1), (x, y), holdout=(x[:4], y[:4]))
+    assert r["diverged"] is True and r["steps"] == 1
+    assert r["final_trailing_train_error"] is None and r["trailing_train_error"] == []
+    assert "holdout_curve" not in r and not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_the_best_weights_give_the_test_error_and_the_lrn_statistics(tmp_path: Path) -> None:
+    """With a holdout, the test images and the LRN statistics are read with best.pt's weights, on the test set
+    and the holdout's first batch respectively; the error by hand: the share of wrong argmaxes."""
+    x, y = _data(8, classes=2)
+    tx, ty = _data(6, classes=2, seed=1)
+    r = train_small(tmp_path / "run", _cfg(lr=0.05, steps=4, eval_every=1, lrn=True, stats_every=2), (x, y),
+                    test=(tx, ty), holdout=(x[:5], y[:5]))
+    torch.manual_seed(0)
+    model = FourLayerNet("relu", True, 2, SIZE)
+    model.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=True))
+    model.eval()
+    with torch.no_grad():
+        wrong = (model(tx).argmax(1) != ty).float().mean().item()
+    assert r["test_error"] == pytest.approx(wrong) and r["test_images"] == 6
+    assert r["lrn_statistics_best"] == smallnet.lrn_statistics(model, x[:4])
+    assert r["holdout_images"] == 5
+
+
+def test_epochs_count_whole_batches_only(tmp_path: Path, tiny) -> None:
+    r = train_small(tmp_path / "run", _cfg(steps=3), _data(10))  # 10 images, batches of 4: 2 per epoch
+    assert r["steps_per_epoch"] == 2 and r["epochs"] == 1.5
+
+
+def test_a_holdout_checked_every_step(tmp_path: Path, tiny) -> None:
+    x, y = _data(8)
+    r = train_small(tmp_path / "run", _cfg(steps=3, eval_every=1), (x, y), holdout=(x[:4], y[:4]))
+    assert [c[0] for c in r["holdout_curve"]] == [1, 2, 3]
+
+
+def test_on_a_tie_the_holdout_keeps_the_earlier_weights(tmp_path: Path, tiny) -> None:
+    """Two identical holdout images with labels 0 and 1: every network gets exactly one wrong, so the
+    holdout error is 0.5 at steps 2 and 4, and best.pt must be the weights after step 2."""
+    x, y = _data(8)
+    holdout = (torch.stack([x[0], x[0]]), torch.tensor([0, 1]))
+    r = train_small(tmp_path / "long", _cfg(lr=0.05, steps=4, eval_every=2), (x, y), holdout=holdout)
+    assert r["holdout_curve"] == [[2, 0.5], [4, 0.5]] and r["best_step"] == 2
+    train_small(tmp_path / "short", _cfg(lr=0.05, steps=2), (x, y))
+    best = torch.load(tmp_path / "long" / "best.pt", weights_only=True)
+    at_2 = torch.load(tmp_path / "short" / "model.pt", weights_only=True)
+    last = torch.load(tmp_path / "long" / "model.pt", weights_only=True)
+    assert torch.equal(best["fc.weight"], at_2["fc.weight"]) and not torch.equal(best["fc.weight"], last["fc.weight"])
+
+
+def test_a_run_that_learns_does_not_give_up(tmp_path: Path, monkeypatch, tiny) -> None:
+    """Labels = the frozen network's own confident predictions: the loss is far below 0.98 ln 2 at step 2, so
+    the run goes on to its last step."""
+    x = torch.randn(4, 3, SIZE, SIZE) * 100
+    torch.manual_seed(0)
+    predicted = tiny("relu", False, 2, SIZE)(x).argmax(1).detach()
+    monkeypatch.setattr(smallnet, "_batch", lambda xs, ys, step, c: (x, predicted))
+    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=6, give_up_after=2, window=2), (x, torch.arange(4) % 2))
+    assert r["stuck_at_chance"] is False and r["steps"] == 6
+
+
+def test_a_trailing_error_exactly_at_the_target_reaches_it(tmp_path: Path, monkeypatch, tiny) -> None:
+    """One of two images wrong at every step: the trailing error is exactly 0.5, which meets a 0.5 target."""
+    data = _known_errors(monkeypatch, tiny, [0.5], n=2)
+    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=10, window=2, stop_at_error=0.5, batch_size=2), data)
+    assert r["reached_step"] == 2
+
+
+def test_a_resumed_run_keeps_its_lrn_statistics(tmp_path: Path, monkeypatch) -> None:
+    """Statistics at steps 0 and 2 are in the checkpoint of step 4; the resumed run adds 4 and the end, 6."""
+    x, y = _data(8)
+    real = smallnet._batch
+    monkeypatch.setattr(smallnet, "_batch", _interrupted_at(5))
+    cfg = _cfg(steps=6, checkpoint_every=4, lrn=True, stats_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_small(tmp_path / "run", cfg, (x, y))
+    monkeypatch.setattr(smallnet, "_batch", real)
+    r = train_small(tmp_path / "run", cfg, (x, y))
+    assert [s["step"] for s in r["lrn_statistics"]] == [0, 2, 4, 6]
