@@ -85,3 +85,33 @@ def test_the_verdict_rule_at_its_edges() -> None:
     assert r["se"] == 1.0 and r["difference"] == 2.5 and r["answer"] == "the second is better"
     assert record.verdict([0.30, 0.31], [0.10, 0.11])["answer"] == "the second is better"
     assert record.verdict([0.30, 0.31], [0.10, 0.11], smaller_is_better=False)["answer"] == "the first is better"
+
+
+def test_merge_unites_the_seeds_of_runs_made_apart() -> None:
+    first, second = doc(), doc()
+    second["arms"] = {"a": {"label": "A", "per_seed": {"3": {"err": 0.16}}},
+                      "d": {"label": "D", "per_seed": {"3": {"err": 0.5}}}}
+    second["seeds"], first["seeds"] = [3], [0, 1, 2]
+    second["command"], second["notes"] = "c --first-seed 3", ["later"]
+    merged = record.merge([first, second])
+    # A over 0.10, 0.12, 0.14, 0.16: mean 0.13, sample std sqrt(0.0020 / 3) = 0.02582
+    assert "| A | 13.00% ± 2.58 (n = 4) |" in record.render(merged) and "| D | 50.00% (1 seed) |" in record.render(merged)
+    assert merged["seeds"] == [0, 1, 2, 3] and merged["commands"] == ["c", "c --first-seed 3"]
+    assert merged["notes"] == ["later"] and merged["table"]["rows"] == ["a", "b", "c", "d"]
+    assert first["arms"]["a"]["per_seed"].keys() == {"0", "1", "2"}  # the inputs are left as they were
+    with pytest.raises(ValueError, match="arm 'a': seed 0 is in more than one"):
+        record.merge([first, first])
+    with pytest.raises(ValueError, match="different experiments cannot be merged: t, u"):
+        record.merge([first, {**second, "name": "u"}])
+    with pytest.raises(ValueError, match="no results documents"):
+        record.merge([])
+
+
+def test_seeds_can_start_after_zero(tmp_path: Path) -> None:
+    from alexnet.errors import UserError
+    from alexnet.experiments.common import Context
+
+    assert Context(name="x", out=tmp_path, seeds=2, first_seed=3).seed_list({"quick": 1}) == [3, 4]
+    assert Context(name="x", out=tmp_path).seed_list({"quick": 2}) == [0, 1]
+    with pytest.raises(UserError, match="must be at least 0, got -1"):
+        Context(name="x", out=tmp_path, first_seed=-1)

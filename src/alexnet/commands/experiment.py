@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cache:
         extra["cache"] = Path(args.cache)
     doc = run_experiment(args.name, budget=args.budget, out=args.out, seeds=args.seeds, params=args.param,
-                         stores=stores, progress=not args.quiet, threads=args.threads, workers=args.workers, **extra)
+                         stores=stores, first_seed=args.first_seed, progress=not args.quiet, threads=args.threads, workers=args.workers, **extra)
     print(f"results: {doc['out']}/results.json")
     return 0
 
@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", default="quick", choices=BUDGETS, help="quick (minutes on a CPU) or full")
     parser.add_argument("--out", help="run directory (default runs/experiments/NAME-BUDGET)")
     parser.add_argument("--seeds", type=int, help="number of seeds (0..N-1; default: the experiment's for the budget)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="first seed (default 0): --first-seed 2 --seeds 1 runs seed 2 alone, to add to a run "
+                             "made elsewhere with tools/merge_results.py (experiments that sweep a rate do so on "
+                             "their first seed)")
     parser.add_argument("--param", action="append", metavar="KEY=VALUE",
                         help="override one budget parameter, e.g. --param max_steps=500 (repeatable)")
     parser.add_argument("--data-root", help="folder holding cifar10/ and imagenette-224/ (default ../shared/data)")

@@ -60,6 +60,7 @@ class Context:
     out: Path
     budget: str = "quick"
     seeds: int | None = None  # None: the experiment's default for the budget
+    first_seed: int = 0  # seeds are first_seed .. first_seed + seeds - 1 (more seeds for a run made elsewhere)
     data_root: Path = field(default_factory=default_data_root)
     cache: Path = field(default_factory=default_cache)
     stores: dict[str, Path] = field(default_factory=dict)  # dataset name -> an existing store (tests, own data)
@@ -75,6 +76,8 @@ class Context:
             raise UserError(f"unknown value {self.budget!r}; allowed: {', '.join(BUDGETS)}", key="budget")
         if self.seeds is not None and self.seeds < 1:
             raise UserError(f"must be at least 1, got {self.seeds}", key="seeds")
+        if self.first_seed < 0:
+            raise UserError(f"must be at least 0, got {self.first_seed}", key="first-seed")
         self.out = Path(self.out)
         self.data_root = Path(self.data_root)
         self.cache = Path(self.cache)
@@ -85,7 +88,7 @@ class Context:
 
     def seed_list(self, default: dict[str, int]) -> list[int]:
         n = self.seeds if self.seeds is not None else default[self.budget]
-        return list(range(n))
+        return list(range(self.first_seed, self.first_seed + n))
 
     def run_dir(self, sub: str) -> Path:
         return self.out / "runs" / sub

@@ -167,6 +167,36 @@ def render(doc: dict[str, Any]) -> str:
     return out + ("\n" if doc.get("verdicts") else "")
 
 
+def merge(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One results document from several runs of one experiment (seeds 0-1 in one run, seed 2 in another).
+
+    The arms' per-seed values are united (an arm's seed measured in two documents is an error, so nothing is
+    silently replaced); the first document gives the question, table and verdicts, and every document's
+    command, environment and notes are kept, in order.
+    """
+    if not docs:
+        raise ValueError("no results documents to merge")
+    names = sorted({str(d.get("name")) for d in docs})
+    if len(names) > 1:
+        raise ValueError(f"results of different experiments cannot be merged: {', '.join(names)}")
+    out = json.loads(json.dumps(docs[0], default=str))
+    out["commands"] = [d.get("command") for d in docs]
+    out["environments"] = [d.get("environment") for d in docs]
+    for doc in docs[1:]:
+        for key, arm in doc.get("arms", {}).items():
+            target = out["arms"].setdefault(key, {**{k: v for k, v in arm.items() if k != "per_seed"},
+                                                  "per_seed": {}})
+            for seed, values in arm.get("per_seed", {}).items():
+                if seed in target["per_seed"]:
+                    raise ValueError(f"arm {key!r}: seed {seed} is in more than one results document")
+                target["per_seed"][seed] = values
+            if key not in out["table"]["rows"]:
+                out["table"]["rows"].append(key)
+        out["notes"] = [*out.get("notes", []), *doc.get("notes", [])]
+    out["seeds"] = sorted({int(s) for d in docs for s in d.get("seeds", [])})
+    return out
+
+
 def load(path: str | Path) -> dict[str, Any]:
     doc = json.loads(Path(path).read_text())
     if doc.get("format") != FORMAT_VERSION:
