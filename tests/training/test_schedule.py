@@ -356,3 +356,21 @@ def test_plateau_decisions_by_hand_at_the_edges():
     assert s.step(3, 0.7).stop
     d = s.step(4, 0.7)
     assert (d.epoch, d.reduced, d.stop, d.reason) == (4, False, True, "already stopped")
+
+
+def test_plateau_reasons_name_the_bad_epochs_and_the_reductions():
+    """patience 2, max 1 reduction: 0.5 improves; two epochs at 0.5 are bad (the second reduces: 1 of 1);
+    two more bad epochs stop the schedule after its 1 reduction."""
+    s = PlateauSchedule(patience=2, min_improvement=0.0, max_reductions=1, max_epochs=10)
+    reasons = [s.step(epoch, 0.5).reason for epoch in range(1, 6)]
+    assert reasons == ["improved", "no improvement for 1 epoch(s)", "plateau: reduction 1 of 1",
+                       "no improvement for 1 epoch(s)", "plateau after 1 reductions"]
+
+
+def test_a_repeated_epoch_is_named_in_the_error():
+    s = PlateauSchedule(patience=1, min_improvement=0.0)
+    s.step(3, 0.5)
+    with pytest.raises(UserError) as err:
+        s.step(2, 0.4)
+    assert str(err.value) == ("schedule: epoch 2 is not after the last epoch seen (3); "
+                              "epochs count completed epochs and must increase")
