@@ -428,3 +428,98 @@ def test_the_results_file_holds_the_seeds_values_sweeps_params_paper_table_plot_
     assert doc["notes"] == rec["notes"] and len(doc["notes"]) == 6
     assert doc["plot"] == "lrn.png" and (out / "lrn.png").is_file()
     assert isinstance(doc["table"], str) and "with LRN (lr 0.02)" in doc["table"] and "no LRN" in doc["table"]
+
+
+# --------------------------------------------------------------------------- the figure
+
+
+def plot_run(lrn: bool, seed: int, curve: list[float], stats: list[dict] | None = None) -> dict:
+    """What :func:`lrn._plot` reads of one sub-run: its curve every 2 steps, 5 steps an epoch, its statistics."""
+    r = {"lrn": lrn, "seed": seed, "trailing_train_error": curve, "trailing_every": TRAILING_EVERY,
+         "steps_per_epoch": STEPS_PER_EPOCH}
+    if stats is not None:
+        r["lrn_statistics"] = stats
+    return r
+
+
+def test_the_plot_draws_curves_test_errors_against_the_paper_and_the_statistic(tmp_path: Path, monkeypatch) -> None:
+    """Drawn under a style whose colour cycle is all black, so every colour seen is one ``_plot`` chose (LRN blue,
+    no LRN orange).  Left: each seed's trailing error against epochs ((i * 2 + 1) / 5 = 0.2, 0.6, 1.0), solid with
+    LRN and dashed without, labelled by arm and seed.  Middle: each seed's test error at x = 0 (LRN) or 1 (a
+    diverged seed has none), and the paper's 11% with LRN and 13% without (§3.3) as grey stars 0.15 to the left,
+    one "paper" legend entry.  Right: each LRN run's mean statistic of lrn1 (solid) and lrn2 (dotted) against
+    steps (STATS_A and STATS_B, by hand), on a log scale."""
+    import matplotlib
+    from cycler import cycler
+    from matplotlib.colors import to_hex
+    from matplotlib.markers import MarkerStyle
+
+    from alexnet.experiments import lrn, plotting
+
+    figures = []
+    save = plotting.save_figure
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, path: figures.append(fig) or save(fig, path))
+    runs = {"lrn": [plot_run(True, 0, [0.9, 0.6, 0.4], STATS_A), plot_run(True, 1, [0.85, 0.5, 0.3], STATS_B)],
+            "no-lrn": [plot_run(False, 0, [0.95, 0.7, 0.5]), plot_run(False, 1, [0.8, 0.65, 0.45])]}
+    per_arm = {"lrn": {"0": {"test_error": 0.3}, "1": {"test_error": 0.35}},
+               "no-lrn": {"0": {"test_error": 0.4}, "1": {"diverged": True}}}
+    with matplotlib.rc_context({"axes.prop_cycle": cycler(color=["black"])}):
+        path = lrn._plot(tmp_path / "lrn.png", runs, per_arm)
+    assert path == tmp_path / "lrn.png" and path.is_file()
+    (fig,) = figures
+    a, b, c = fig.axes
+    blue, orange, grey = to_hex("tab:blue"), to_hex("tab:orange"), to_hex("grey")
+    assert fig.get_suptitle() == "§3.3 on CIFAR-10: four-layer CNN with / without LRN"
+
+    assert (a.get_xlabel(), a.get_ylabel()) == ("epochs", "training error (trailing mean)")
+    expected = [([0.9, 0.6, 0.4], "-", blue, "with LRN seed 0"), ([0.85, 0.5, 0.3], "-", blue, "with LRN seed 1"),
+                ([0.95, 0.7, 0.5], "--", orange, "without LRN seed 0"),
+                ([0.8, 0.65, 0.45], "--", orange, "without LRN seed 1")]
+    assert len(a.lines) == 4
+    for line, (curve, style, colour, label) in zip(a.lines, expected):
+        assert np.allclose(line.get_xdata(), [0.2, 0.6, 1.0]) and list(line.get_ydata()) == curve
+        assert (line.get_linestyle(), to_hex(line.get_color()), line.get_label()) == (style, colour, label)
+    assert [t.get_text() for t in a.get_legend().get_texts()] == [e[3] for e in expected]
+
+    assert b.get_ylabel() == "test error" and list(b.get_xticks()) == [0, 1]
+    assert [t.get_text() for t in b.get_xticklabels()] == ["with LRN", "without LRN"]
+    points = [(coll.get_offsets().tolist(), to_hex(coll.get_facecolor()[0])) for coll in b.collections]
+    assert points == [([[0, 0.3], [0, 0.35]], blue), ([[-0.15, 0.11]], grey),
+                      ([[1, 0.4]], orange), ([[0.85, 0.13]], grey)]
+    star = MarkerStyle("*")
+    star_path = star.get_path().transformed(star.get_transform()).vertices
+    for coll in b.collections[1::2]:
+        assert np.allclose(coll.get_paths()[0].vertices, star_path)
+    assert [t.get_text() for t in b.get_legend().get_texts()] == ["paper"]
+
+    assert (c.get_xlabel(), c.get_ylabel(), c.get_yscale()) == ("step", "mean α·Σa²/k (training batch)", "log")
+    expected = [([0, 4, 8], [0.5, 0.9, 0.7], "-", "lrn1 seed 0"), ([0, 4, 8], [0.1, 0.3, 0.2], ":", "lrn2 seed 0"),
+                ([0, 4, 8, 12], [0.4, 1.2, 0.9, 0.6], "-", "lrn1 seed 1"),
+                ([0, 4, 8, 12], [0.05, 0.3, 0.2, 0.15], ":", "lrn2 seed 1")]
+    assert len(c.lines) == 4
+    for line, (steps, means, style, label) in zip(c.lines, expected):
+        assert list(line.get_xdata()) == steps and list(line.get_ydata()) == means
+        assert (line.get_linestyle(), to_hex(line.get_color()), line.get_label()) == (style, blue, label)
+    assert [t.get_text() for t in c.get_legend().get_texts()] == [e[3] for e in expected]
+
+
+def test_the_record_asks_its_question_names_the_std_scale_and_the_papers_rows(tmp_path: Path) -> None:
+    """``_record`` called directly at the ``std`` input scale: the question word for word, the inputs
+    note for ``std``, and the paper's two reference rows, 11% with LRN and 13% without (§3.3, transcribed by hand);
+    the sweep note reads seeds[0] (here 3) and 100 x the holdout error."""
+    from alexnet.experiments import common, lrn
+
+    ctx = common.Context(name="lrn", out=tmp_path, budget="full", threads=1)
+    sweep = {"points": [{"lr": 0.003, "diverged": False, "holdout_error": 0.25}], "best": 0.003, "status": "interior"}
+    data = {"train": (None, [0] * 6), "holdout": (None, [0] * 2), "val": (None, [0] * 4)}
+    rec = lrn._record(ctx, [3, 4], {"input_scale": "std"}, {"lrn": {}, "no-lrn": {}},
+                      {"lrn": sweep, "no-lrn": sweep}, data)
+    assert rec["question"] == ("Does the paper's LRN (§3.3) lower the four-layer network's CIFAR-10 test error when "
+                               "the activations are at the scale its constants were chosen for, and does its divisor "
+                               "move?")
+    assert rec["table"]["reference"] == [{"label": "paper, with LRN", "values": {"test_error": 0.11}},
+                                         {"label": "paper, without LRN", "values": {"test_error": 0.13}}]
+    assert rec["notes"][1:3] == [
+        "Images: 6 to train, 2 holdout (decides the rate and the stopping point), 4 test (read once per reported run).",
+        "Inputs: std (mean image subtracted, divided by the global standard deviation)."]
+    assert rec["notes"][4] == "Rate sweep, lrn: 0.003 → 25.00% (holdout error, seed 3); chosen 0.003: interior."
