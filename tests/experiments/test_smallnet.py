@@ -59,6 +59,15 @@ def _interrupted_at(stop: int):
     return batch
 
 
+def _killed_at(monkeypatch, run: Path, cfg: SmallRun, data, stop: int) -> None:
+    """Train ``run`` until step ``stop`` is asked for, killed there, and put the real batches back."""
+    real = smallnet._batch
+    monkeypatch.setattr(smallnet, "_batch", _interrupted_at(stop))
+    with pytest.raises(KeyboardInterrupt):
+        train_small(run, cfg, data)
+    monkeypatch.setattr(smallnet, "_batch", real)
+
+
 def _cfg(**kw) -> SmallRun:
     base = dict(lr=0.01, steps=4, batch_size=4, window=2, checkpoint_every=0, give_up_after=0, threads=0)
     base.update(kw)
@@ -429,13 +438,9 @@ def test_a_resumed_run_adds_its_time_to_the_time_before_the_interruption(tmp_pat
     """First run: start, checkpoint at step 2 (0.37 s saved), killed at step 3.  Second run: start, checkpoint
     at step 4, end: 2 × 0.37 s more, so 1.11 s in all (1.1 rounded)."""
     monkeypatch.setattr(smallnet, "time", _Clock())
-    real = smallnet._batch
-    monkeypatch.setattr(smallnet, "_batch", _interrupted_at(3))
     cfg = _cfg(steps=4, checkpoint_every=2)
-    with pytest.raises(KeyboardInterrupt):
-        train_small(tmp_path / "run", cfg, _data())
+    _killed_at(monkeypatch, tmp_path / "run", cfg, _data(), 3)
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["seconds"] == pytest.approx(0.37)
-    monkeypatch.setattr(smallnet, "_batch", real)
     r = train_small(tmp_path / "run", cfg, _data())
     assert r["wall_seconds"] == 1.1 and r["seconds_per_step"] == pytest.approx(1.11 / 4)
 
@@ -476,17 +481,13 @@ def test_a_checkpoint_without_curve_or_statistics_resumes(tmp_path: Path, monkey
     """A checkpoint of an older version has no ``curve`` or ``stats``: the run resumes with empty ones, and the
     statistics at the end are still taken (none fell on a multiple of 10 after the resume)."""
     x, y = _data(8)
-    real = smallnet._batch
-    monkeypatch.setattr(smallnet, "_batch", _interrupted_at(4))
     cfg = _cfg(steps=5, checkpoint_every=3, lrn=True, stats_every=10)
-    with pytest.raises(KeyboardInterrupt):
-        train_small(tmp_path / "run", cfg, (x, y))
+    _killed_at(monkeypatch, tmp_path / "run", cfg, (x, y), 4)
     path = tmp_path / "run" / "last.pt"
     state = torch.load(path, weights_only=True)
     assert [s["step"] for s in json.loads(state.pop("stats"))] == [0]
     del state["curve"]
     torch.save(state, path)
-    monkeypatch.setattr(smallnet, "_batch", real)
     r = train_small(tmp_path / "run", cfg, (x, y))
     assert r["steps"] == 5 and [s["step"] for s in r["lrn_statistics"]] == [5]
 
@@ -568,11 +569,7 @@ def test_a_trailing_error_exactly_at_the_target_reaches_it(tmp_path: Path, monke
 def test_a_resumed_run_keeps_its_lrn_statistics(tmp_path: Path, monkeypatch) -> None:
     """Statistics at steps 0 and 2 are in the checkpoint of step 4; the resumed run adds 4 and the end, 6."""
     x, y = _data(8)
-    real = smallnet._batch
-    monkeypatch.setattr(smallnet, "_batch", _interrupted_at(5))
     cfg = _cfg(steps=6, checkpoint_every=4, lrn=True, stats_every=2)
-    with pytest.raises(KeyboardInterrupt):
-        train_small(tmp_path / "run", cfg, (x, y))
-    monkeypatch.setattr(smallnet, "_batch", real)
+    _killed_at(monkeypatch, tmp_path / "run", cfg, (x, y), 5)
     r = train_small(tmp_path / "run", cfg, (x, y))
     assert [s["step"] for s in r["lrn_statistics"]] == [0, 2, 4, 6]
