@@ -195,3 +195,94 @@ def test_another_beta_matches_the_printed_formula(activity: torch.Tensor) -> Non
     p = LRN_PARAMS
     got = LocalResponseNorm(p.n, p.alpha, 0.6, p.k)(activity)
     assert torch.allclose(got, lrn_by_loop(activity, p.n, p.alpha, 0.6, p.k), rtol=0, atol=1e-12)
+
+
+def test_window_sum_and_inverse_power_write_into_the_buffer_they_are_given() -> None:
+    """The LRN's buffers are reused between calls: the result must be the given ``out`` itself, filled.
+    By hand: maps 1, 2, 3, 4 with a window of one before and one after sum to 3, 6, 9, 7; 4 ** -0.5 = 0.5."""
+    from alexnet.net.lrn import inverse_power, window_sum
+
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 4, 1, 1)
+    buf = torch.full_like(x, -1.0)
+    assert window_sum(x, 1, 1, out=buf) is buf
+    assert buf.flatten().tolist() == [3.0, 6.0, 9.0, 7.0]
+    d, buf = torch.tensor([4.0, 16.0]), torch.zeros(2)
+    assert inverse_power(d, 0.5, out=buf) is buf and buf.tolist() == [0.5, 0.25]
+
+
+def test_the_papers_beta_avoids_pow(monkeypatch) -> None:
+    """§3.3's β = 0.75 is computed as d^(1/4) / d (two square roots and a division), never with ``pow``:
+    16 ** -0.75 = 2 / 16 = 0.125."""
+    from alexnet.net import lrn
+
+    def no_pow(*args, **kwargs):
+        raise AssertionError("pow called for beta 0.75")
+
+    monkeypatch.setattr(lrn.torch, "pow", no_pow)
+    out = torch.zeros(1)
+    assert lrn.inverse_power(torch.tensor([16.0]), 0.75, out=out).tolist() == [0.125]
+
+
+def test_nchw_contiguous_wins_where_both_layouts_hold() -> None:
+    """A (2, 4, 1, 1) tensor is contiguous in both layouts: the LRN works on it as NCHW; a channels-last copy
+    of a (2, 4, 3, 3) tensor is worked on as NHWC; a 3-D tensor is never NHWC."""
+    from alexnet.net.lrn import _channels_last
+
+    assert _channels_last(torch.zeros(2, 4, 1, 1)) is False
+    assert _channels_last(torch.zeros(2, 4, 3, 3).to(memory_format=torch.channels_last)) is True
+    assert _channels_last(torch.zeros(4, 3, 3)) is False
+
+
+def _paper_lrn_by_hand(a: list[float]) -> list[float]:
+    """§3.3 transcribed: b_i = a_i / (k + α Σ_{j=i-2..i+2} a_j²)^β with k = 2, n = 5, α = 1e-4, β = 0.75."""
+    return [x / (2 + 1e-4 * sum(v * v for v in a[max(0, i - 2):i + 3])) ** 0.75 for i, x in enumerate(a)]
+
+
+def test_the_functional_defaults_are_the_papers_in_one_column() -> None:
+    a = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    x = torch.tensor(a, dtype=torch.float64).view(1, 6, 1, 1)
+    assert local_response_norm(x).flatten().tolist() == pytest.approx(_paper_lrn_by_hand(a), rel=1e-12)
+    with pytest.raises(ValueError, match=r"^LRN: 6 channels do not split into 4 groups$"):
+        local_response_norm(x, groups=4)
+
+
+def test_half_precision_is_computed_in_float32_and_returned_in_its_own_dtype() -> None:
+    a = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    x = torch.tensor(a).view(1, 6, 1, 1).to(torch.bfloat16)  # these values are exact in bf16
+    y = local_response_norm(x)
+    assert y.dtype == torch.bfloat16
+    want = torch.tensor(_paper_lrn_by_hand(a)).to(torch.bfloat16)  # rounded once, at the end
+    assert torch.equal(y.flatten(), want)
+
+
+def test_the_engine_choice_on_any_machine(monkeypatch) -> None:
+    """``auto`` takes Triton only for 4-D float CUDA tensors; ``triton`` names a missing Triton or a wrong rank.
+    Triton's presence is faked, and a CUDA tensor is stood in for by its three attributes."""
+    from types import SimpleNamespace
+
+    from alexnet.net import lrn, lrn_triton
+
+    cuda = SimpleNamespace(is_cuda=True, dim=lambda: 4, dtype=torch.float32)
+    monkeypatch.setattr(lrn_triton, "available", lambda: True)
+    assert lrn._use_triton(cuda, "auto") is True
+    assert lrn._use_triton(SimpleNamespace(is_cuda=True, dim=lambda: 3, dtype=torch.float32), "auto") is False
+    assert lrn._use_triton(SimpleNamespace(is_cuda=True, dim=lambda: 4, dtype=torch.float64), "auto") is False
+    assert lrn._use_triton(torch.zeros(1, 2, 1, 1), "triton") is True
+    with pytest.raises(ValueError, match=r"^LRN: the Triton kernels take \(N, C, H, W\) tensors, got 3-D$"):
+        lrn._use_triton(torch.zeros(2, 1, 1), "triton")
+    monkeypatch.setattr(lrn_triton, "available", lambda: False)
+    assert lrn._use_triton(cuda, "auto") is False
+    with pytest.raises(UserError) as err:
+        lrn._use_triton(torch.zeros(1, 2, 1, 1), "triton")
+    assert str(err.value) == "lrn engine 'triton': Triton is not installed (it comes with torch's CUDA builds)"
+    with pytest.raises(UserError, match="lrn engine: unknown value 'AUTO'"):
+        local_response_norm(torch.zeros(1, 2, 1, 1), engine="AUTO")
+
+
+def test_the_layer_passes_its_engine_on(monkeypatch) -> None:
+    from alexnet.net import lrn_triton
+
+    monkeypatch.setattr(lrn_triton, "available", lambda: False)
+    layer = LocalResponseNorm(engine="triton")
+    with pytest.raises(UserError, match="Triton is not installed"):
+        layer(torch.ones(1, 4, 2, 2))
