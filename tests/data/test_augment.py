@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -368,3 +369,109 @@ def test_float64_alphas_and_means_give_float32_results() -> None:
                          alphas=torch.ones(2, 3, dtype=torch.float64))
     assert out.dtype == torch.float32
     assert A.subtract_mean(images, torch.ones(3, 1, 1, dtype=torch.float64)).dtype == torch.float32
+
+
+# --------------------------------------------------------------------------- input checks, layouts, devices
+
+
+def _user_error_text(call: Callable[[], object]) -> str:
+    with pytest.raises(UserError) as info:
+        call()
+    return str(info.value)
+
+
+def test_check_images_messages_and_sizes() -> None:
+    """Expected messages and sizes written by hand from the checks' contract: a (B, 3, H, W) tensor and a crop
+    1 <= crop <= min(H, W); (H, W) is returned."""
+    assert _user_error_text(lambda: A.check_images([1, 2], 2)) == "images: expected a torch.Tensor, got list"
+    assert _user_error_text(lambda: A.check_images(torch.zeros(2, 4, 5, 5), 2)) == \
+        "images: expected shape (B, 3, H, W), got (2, 4, 5, 5)"
+    assert A.check_images(torch.zeros(1, 3, 5, 7), 3) == (5, 7)
+    assert A.check_images(torch.zeros(1, 3, 5, 7), 1) == (5, 7)  # a 1x1 crop fits
+    assert _user_error_text(lambda: A.check_images(torch.zeros(1, 3, 5, 7), 6)) == "crop 6 does not fit in 5x7 images"
+    assert _user_error_text(lambda: A.check_images(torch.zeros(1, 3, 5, 7), 0)) == "crop 0 does not fit in 5x7 images"
+
+
+def test_to_nchw_messages() -> None:
+    """Hand-written messages: a batch needs 4 dimensions, one of them (1 or 3) of size 3."""
+    assert _user_error_text(lambda: A.to_nchw(torch.zeros(2, 3, 4))) == \
+        "batch: expected 4 dimensions (B, S, S, 3) or (B, 3, S, S), got (2, 3, 4)"
+    assert _user_error_text(lambda: A.to_nchw(torch.zeros(2, 4, 5, 6))) == \
+        "batch: no dimension of size 3 for the colour channels in shape (2, 4, 5, 6)"
+
+
+def test_mean_chw_layouts_dtype_device_and_messages() -> None:
+    """Documented: (H, W, 3) or (3, H, W) in, float32 (3, H, W) on the given device out; values by hand."""
+    chw = A.mean_chw([[[1, 2]], [[3, 4]], [[5, 6]]], torch.device("cpu"))  # a nested list, (3, 1, 2), ints
+    assert chw.dtype == torch.float32 and chw.tolist() == [[[1.0, 2.0]], [[3.0, 4.0]], [[5.0, 6.0]]]
+    non_square = A.mean_chw(torch.zeros(3, 4, 5, dtype=torch.float64), torch.device("cpu"))
+    assert non_square.shape == (3, 4, 5) and non_square.dtype == torch.float32
+    assert A.mean_chw(torch.zeros(3, 2, 2), torch.device("meta")).device.type == "meta"
+    assert _user_error_text(lambda: A.mean_chw(torch.zeros(3, 3), torch.device("cpu"))) == \
+        "mean_image: expected (S, S, 3) or (3, S, S), got (3, 3)"
+    assert _user_error_text(lambda: A.mean_chw(torch.zeros(4, 5, 6), torch.device("cpu"))) == \
+        "mean_image: no dimension of size 3 in shape (4, 5, 6)"
+
+
+def test_draw_crops_messages_and_target_device() -> None:
+    """Hand-written messages; the draws are moved to ``device`` (the meta device shows it without a GPU)."""
+    assert _user_error_text(lambda: A.draw_crops(2, 8, 8, 4, gen(), chunk=0)) == "chunk must be at least 1, got 0"
+    assert _user_error_text(lambda: A.draw_crops(2, 5, 10, 6, gen())) == "crop 6 does not fit in 5x10 images"
+    crops = A.draw_crops(4, 8, 8, 4, gen(), device="meta")
+    assert [t.device.type for t in crops] == ["meta", "meta", "meta"]
+
+
+def test_apply_crops_method_error_and_devices() -> None:
+    """The method error is the standard choice error (key ``method``); the loop allocates its output on the
+    images' device and the gather needs no host copy of the draws (both shown on the meta device)."""
+    assert _user_error_text(lambda: A.apply_crops(torch.zeros(1, 3, 4, 4), A.draw_crops(1, 4, 4, 2, gen()), 2,
+                                                  method="bogus")) == "method: unknown value 'bogus'; allowed: loop, gather"
+    images = torch.zeros(4, 3, 8, 8, device="meta")
+    cpu_crops = A.draw_crops(4, 8, 8, 4, gen())
+    assert A.apply_crops(images, cpu_crops, 4, method="loop").device.type == "meta"
+    meta_crops = A.draw_crops(4, 8, 8, 4, gen(), device="meta")
+    out = A.apply_crops(images, meta_crops, 4, method="gather")
+    assert out.device.type == "meta" and out.shape == (4, 3, 4, 4)
+
+
+def test_subtract_matching_mean_method_error_and_device_default() -> None:
+    """Standard choice error for ``method``; off the CPU the default is the gather (no host sync), which works on
+    meta-device draws, where the loop cannot read the offsets."""
+    out = torch.zeros(1, 3, 2, 2)
+    crops = A.draw_crops(1, 4, 4, 2, gen())
+    assert _user_error_text(lambda: A.subtract_matching_mean_(out, torch.zeros(3, 4, 4), crops, 2, method="bogus")) \
+        == "method: unknown value 'bogus'; allowed: loop, gather"
+    meta_crops = A.draw_crops(4, 8, 8, 4, gen(), device="meta")
+    mean = torch.zeros(3, 8, 8, device="meta")
+    for method in (None, "gather"):
+        res = A.subtract_matching_mean_(torch.zeros(4, 3, 4, 4, device="meta"), mean, meta_crops, 4, method=method)
+        assert res.device.type == "meta"
+
+
+@pytest.mark.parametrize("method", A.CROP_METHODS)
+def test_matching_mean_of_a_non_square_mean_image(method: str) -> None:
+    """A 6 x 9 mean image, crop 4, offsets (1, 2) reflected and (2, 5) not: the expected patches are sliced by
+    hand, ``mean[:, t:t+4, l:l+4]`` (flipped left-right for the reflected one)."""
+    mean = torch.arange(3 * 6 * 9, dtype=torch.float32).reshape(3, 6, 9)
+    crops = A.Crops(torch.tensor([1, 2]), torch.tensor([2, 5]), torch.tensor([True, False]))
+    out = A.subtract_matching_mean_(torch.zeros(2, 3, 4, 4), mean, crops, 4, method=method)
+    assert torch.equal(out[0], -mean[:, 1:5, 2:6].flip(-1))
+    assert torch.equal(out[1], -mean[:, 2:6, 5:9])
+
+
+def test_float_out_dtype_device_and_checks() -> None:
+    """Documented: float32 whatever the default dtype, on the patches' device; a wrong ``out`` is refused with
+    the hand-written message below."""
+    patches = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).reshape(2, 3, 4, 4)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        made = A.float_out(patches, None)
+    finally:
+        torch.set_default_dtype(old)
+    assert made.dtype == torch.float32 and torch.equal(made, patches.float())
+    assert A.float_out(torch.zeros(1, 3, 2, 2, dtype=torch.uint8, device="meta"), None).device.type == "meta"
+    assert _user_error_text(lambda: A.float_out(patches, torch.empty(2, 3, 4, 4, dtype=torch.float64))) == \
+        "out: expected float32 (2, 3, 4, 4) on cpu, got torch.float64 (2, 3, 4, 4) on cpu"
+    assert _user_error_text(lambda: A.float_out(patches, torch.empty(2, 3, 4, 5))) == \
+        "out: expected float32 (2, 3, 4, 4) on cpu, got torch.float32 (2, 3, 4, 5) on cpu"
