@@ -374,3 +374,105 @@ def test_a_repeated_epoch_is_named_in_the_error():
         s.step(2, 0.4)
     assert str(err.value) == ("schedule: epoch 2 is not after the last epoch seen (3); "
                               "epochs count completed epochs and must increase")
+
+
+def test_a_fresh_plateau_schedule_starts_at_its_rate_unstopped_with_no_bad_epochs():
+    """By hand: before any step the rate is the lr given, nothing is stopped, no epoch is bad, the reference is inf;
+    the saved state carries each configuration key by name with the values passed in."""
+    s = PlateauSchedule(0.02, 4.0, 2, patience=3, min_improvement=0.005, max_epochs=7)
+    assert s.current_lr == 0.02 and s.stopped is False and s.bad_epochs == 0 and s.reductions == 0
+    state = s.state_dict()
+    assert state["stopped"] is False and state["bad_epochs"] == 0 and state["lr"] == 0.02
+    assert state["config"] == {"lr": 0.02, "divisor": 4.0, "max_reductions": 2, "patience": 3,
+                               "min_improvement": 0.005, "max_epochs": 7}
+    assert FixedSchedule(0.01, (2,), 10.0, 5).stopped is False
+
+
+def test_plateau_errors_say_what_is_wrong():
+    """The messages, written by hand from the settings the §5 plateau rule needs."""
+    cases = [
+        (dict(patience=0, min_improvement=0.0), "plateau schedule: patience must be at least 1 epoch, got 0"),
+        (dict(patience=1, min_improvement=-0.5), "plateau schedule: min_improvement must be >= 0, got -0.5"),
+        (dict(patience=1, min_improvement=0.0, divisor=1.0), "plateau schedule: divisor must be > 1, got 1.0"),
+        (dict(patience=1, min_improvement=0.0, lr=0.0),
+         "plateau schedule: lr must be > 0, max_epochs >= 1 and max_reductions >= 0"),
+    ]
+    for options, message in cases:
+        with pytest.raises(UserError) as err:
+            PlateauSchedule(**options)
+        assert str(err.value) == message
+
+
+def test_hand_event_errors_name_the_event_and_the_groups_needed():
+    """By hand: the event's dataclass repr and the allowed actions; the missing layer's groups."""
+    with pytest.raises(UserError) as err:
+        FixedSchedule(events=(HandEvent(0, "freeze", "conv1"),))
+    assert str(err.value) == ("schedule: bad hand event HandEvent(after_epoch=0, action='freeze', layer='conv1', "
+                              "factor=1.0); actions: weight_lr, freeze, colour_noise_off")
+    s = FixedSchedule(0.01, (9,), 10.0, 20, events=(HandEvent(2, "weight_lr", "conv1", 0.5),))
+    opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "layer": "conv2", "kind": "weight"}], lr=0.1)
+    with pytest.raises(UserError) as err:
+        s.apply_events(2, opt)
+    assert str(err.value) == ("schedule: the hand event 'after epoch 2: conv1 weights' rate x 0.5' needs conv1's own "
+                              "parameter groups (param_groups(..., per_layer=True))")
+
+
+def test_hand_events_keep_the_base_scale_of_groups_with_and_without_lr_scale():
+    """By hand: a group without ``lr_scale`` counts as scale 1.0; conv1's weights halved -> 0.5, a weight group
+    with scale 2 halved -> 1.0, conv1's bias untouched; each group's scale before any event is kept in
+    ``base_lr_scale``, and applying the events again changes nothing."""
+    s = FixedSchedule(0.01, (9,), 10.0, 20, events=(HandEvent(2, "weight_lr", "conv1", 0.5),))
+
+    def p() -> torch.Tensor:
+        return torch.zeros(1, requires_grad=True)
+
+    opt = torch.optim.SGD([
+        {"params": [p()], "layer": "conv1", "kind": "weight"},
+        {"params": [p()], "layer": "conv1", "kind": "bias"},
+        {"params": [p()], "layer": "conv1", "kind": "weight", "lr_scale": 2.0},
+        {"params": [p()], "layer": "conv2", "kind": "weight"},
+    ], lr=0.1)
+    for _ in range(2):
+        assert s.apply_events(2, opt)
+        assert [g["base_lr_scale"] for g in opt.param_groups] == [1.0, 1.0, 2.0, 1.0]
+        assert [g["lr_scale"] for g in opt.param_groups] == [0.5, 1.0, 1.0, 1.0]
+    s.apply(opt)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.01, 0.01, 0.01])
+
+
+def test_make_schedule_passes_each_plateau_option_and_names_bad_options():
+    """The options given by hand come back in the saved configuration; an unknown option is named."""
+    s = make_schedule("plateau", lr=0.03, divisor=5.0, max_reductions=1, patience=4, min_improvement=0.002,
+                      max_epochs=9)
+    assert isinstance(s, PlateauSchedule)
+    assert s.state_dict()["config"] == {"lr": 0.03, "divisor": 5.0, "max_reductions": 1, "patience": 4,
+                                        "min_improvement": 0.002, "max_epochs": 9}
+    with pytest.raises(UserError) as err:
+        make_schedule("plateau", patience=1, min_improvement=0.0, bogus=1)
+    message = str(err.value)
+    assert message.startswith("schedule 'plateau': bad options ['bogus', 'min_improvement', 'patience']: ")
+    assert message.endswith("unexpected keyword argument 'bogus'")
+
+
+def test_schedule_from_config_builds_fixed_and_code2012():
+    """By hand from the config: ``fixed`` takes lr, drop_epochs, divisor and max_epochs as its stop epoch;
+    ``code2012`` takes only lr, the rest from paper.CODE2012 (drops 25, 51, 79, stop 91, its hand events)."""
+    from alexnet.config import Config
+    from alexnet.training.schedule import CODE2012_EVENTS, schedule_from_config
+
+    config = Config()
+    config.optim.lr = 0.02
+    config.schedule.kind = "fixed"
+    config.schedule.drop_epochs = [2, 4]
+    config.schedule.divisor = 4.0
+    config.schedule.max_epochs = 5
+    s = schedule_from_config(config)
+    assert isinstance(s, FixedSchedule)
+    assert s.state_dict()["config"] == {"lr": 0.02, "drop_epochs": [2, 4], "divisor": 4.0, "stop_epoch": 5}
+    assert s.events == ()
+    config.schedule.kind = "code2012"
+    config.optim.lr = 0.03
+    s = schedule_from_config(config)
+    assert isinstance(s, FixedSchedule)
+    assert s.state_dict()["config"] == {"lr": 0.03, "drop_epochs": [25, 51, 79], "divisor": 10.0, "stop_epoch": 91}
+    assert s.events == CODE2012_EVENTS
