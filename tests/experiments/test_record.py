@@ -115,3 +115,81 @@ def test_seeds_can_start_after_zero(tmp_path: Path) -> None:
     assert Context(name="x", out=tmp_path).seed_list({"quick": 2}) == [0, 1]
     with pytest.raises(UserError, match="must be at least 0, got -1"):
         Context(name="x", out=tmp_path, first_seed=-1)
+
+
+def test_formats_are_checked_and_default_to_plain_numbers() -> None:
+    """A column or a row with an unknown format is named; a column without one shows 4 significant digits."""
+    d = doc()
+    d["table"]["columns"] = [{"metric": "err", "label": "error"}]
+    assert "| A | 0.12 ± 0.02 (n = 3) |" in record.render(d)
+    d["table"]["columns"] = [{"metric": "err", "label": "error", "format": "bar"}]
+    with pytest.raises(ValueError) as err:
+        record.render(d)
+    assert str(err.value) == "t: column err has unknown format 'bar'"
+    d = doc()
+    d["arms"]["a"]["formats"] = {"err": "bar"}
+    with pytest.raises(ValueError) as err:
+        record.render(d)
+    assert str(err.value) == "t: row 'A' has unknown format 'bar' for err"
+
+
+def test_rows_and_reference_rows_fill_what_they_lack() -> None:
+    """A reference without a metric shows —; an arm without a label is shown by its key; a row's text cell
+    without text shows the column's ``missing`` or —."""
+    d = doc()
+    d["table"]["columns"].append({"metric": "note", "label": "note", "format": "text"})
+    d["arms"]["a"].pop("label")
+    text = record.render(d)
+    assert "| *paper* | *11.00%* | *—* |" in text and "| a | 12.00% ± 2.00 (n = 3) | — |" in text
+    assert record.arm_cell("t", {"per_seed": {}}, {"metric": "m", "format": "text"}) == "—"
+
+
+def test_a_verdict_line_names_both_arms_the_difference_and_its_standard_error() -> None:
+    """A − B = 0.12 − 0.21 = −9.00 points; se = sqrt(0.02²/3 + 0.01²/3) = 1.29 points; with one seed in an arm
+    the standard error is —; a verdict may say that larger is better; arms without labels go by their keys."""
+    d = doc()
+    text = record.render(d)
+    assert text.endswith("\n- A beats B: A − B = -9.00% (standard error 1.29%): **the first is better**.\n")
+    d["verdicts"] = [{"claim": "A beats C", "a": "a", "b": "c", "metric": "err"},
+                     {"claim": "larger", "a": "a", "b": "b", "metric": "err", "smaller_is_better": False}]
+    d["arms"]["a"].pop("label")
+    d["arms"]["c"].pop("label")
+    text = record.render(d)
+    assert "- A beats C: a − c = -8.00% (standard error —): **not decided (fewer than 2 seeds in an arm)**." in text
+    assert "- larger: a − B = -9.00% (standard error 1.29%): **the second is better**." in text
+    d["verdicts"] = [{"claim": "no column", "a": "a", "b": "b", "metric": "other"}]
+    d["arms"]["a"]["per_seed"]["0"]["other"] = 1.0
+    assert "- no column: a − B = — (standard error —)" in record.render(d)
+    d["verdicts"] = []
+    assert not record.render(d).endswith("\n\n")
+
+
+def test_merge_keeps_every_environment_and_copes_with_missing_parts(tmp_path: Path) -> None:
+    first, second = doc(), {"name": "t", "environment": {"where": tmp_path}, "command": "again"}
+    first["environment"], first["seeds"] = {"threads": 2}, [0, 1, 2]
+    merged = record.merge([first, second])  # the second has no arms, notes or seeds
+    assert merged["environments"] == [{"threads": 2}, {"where": tmp_path}]
+    assert merged["seeds"] == [0, 1, 2] and "notes" in merged and merged["notes"] == []
+    merged = record.merge([{**second, "arms": {"x": {"label": "X"}}, "table": {"rows": []}, "notes": ["n"]}, first])
+    assert merged["environment"] == {"where": str(tmp_path)}  # made JSON-safe
+    assert merged["notes"] == ["n"] and merged["arms"]["a"]["label"] == "A" and merged["table"]["rows"] == ["a", "b", "c"]
+    merged = record.merge([first, {"name": "t", "arms": {"e": {"label": "E"}}}])  # an arm with no seeds yet
+    assert merged["arms"]["e"] == {"label": "E", "per_seed": {}} and merged["table"]["rows"][-1] == "e"
+    with pytest.raises(ValueError) as err:
+        record.merge([])
+    assert str(err.value) == "no results documents to merge"
+
+
+def test_small_parts_by_hand(tmp_path: Path) -> None:
+    """One value has no spread; an empty cell says "not measured"; an arm without seeds has no values; a file
+    of another format is named; a written file is sorted JSON with two-space indents and paths as text."""
+    assert record.summary([0.5]) == (0.5, 0.0, 1)
+    assert record.cell([], "pct") == "not measured"
+    assert record.seed_values({"label": "no seeds yet"}, "err") == []
+    bad = tmp_path / "old.json"
+    bad.write_text('{"format": 0}')
+    with pytest.raises(ValueError) as err:
+        record.load(bad)
+    assert str(err.value) == f"{bad}: not a results file of format 1"
+    path = record.write({"b": tmp_path, "a": [1]}, tmp_path / "r.json")
+    assert path.read_text() == ('{\n  "a": [\n    1\n  ],\n  "b": "' + str(tmp_path) + '",\n  "format": 1\n}\n')

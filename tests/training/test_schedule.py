@@ -476,3 +476,22 @@ def test_schedule_from_config_builds_fixed_and_code2012():
     assert isinstance(s, FixedSchedule)
     assert s.state_dict()["config"] == {"lr": 0.03, "drop_epochs": [25, 51, 79], "divisor": 10.0, "stop_epoch": 91}
     assert s.events == CODE2012_EVENTS
+
+
+def test_schedule_from_config_passes_every_plateau_option():
+    """Each §5 plateau option read from the config, none left at its default (all set off the defaults)."""
+    from alexnet.config import Config
+    from alexnet.training.schedule import schedule_from_config
+
+    config = Config()
+    config.optim.lr = 0.07
+    config.schedule.kind = "plateau"
+    config.schedule.divisor = 3.0
+    config.schedule.max_reductions = 2
+    config.schedule.patience = 5
+    config.schedule.min_improvement = 0.125
+    config.schedule.max_epochs = 17
+    s = schedule_from_config(config)
+    assert isinstance(s, PlateauSchedule)
+    assert s.state_dict()["config"] == {"lr": 0.07, "divisor": 3.0, "max_reductions": 2, "patience": 5,
+                                        "min_improvement": 0.125, "max_epochs": 17}
