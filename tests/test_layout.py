@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "alexnet"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "alexnet"
 
 #: Layers from the bottom up.  A module may import from its own layer or a lower one, never a higher one.
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -124,3 +125,20 @@ def test_every_test_named_in_the_docs_exists() -> None:
                 missing.append(path)
             missing += [f"{path}::{n}" for n in names if f"def {n}(" not in source]
     assert not missing, missing
+
+
+def test_the_mutation_score_table_is_recomputed_from_its_committed_file() -> None:
+    """docs/testing.md's Score table is tools/mutation_score.py's table of docs/results/mutation.json, and each
+    module's counts add up to the mutants run."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("mutation_score", ROOT / "tools" / "mutation_score.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    doc = json.loads((ROOT / "docs" / "results" / "mutation.json").read_text())
+    for module, c in doc["modules"].items():
+        assert c["killed_by_mutmut"] + c["killed_later"] + c["equivalent"] + c["left"] + c["not_run"] == \
+            c["mutants"], module
+    assert tool.table(doc) in (ROOT / "docs" / "testing.md").read_text(), \
+        "docs/testing.md's Score table is stale: python tools/mutation_score.py --table"
