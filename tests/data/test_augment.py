@@ -475,3 +475,81 @@ def test_float_out_dtype_device_and_checks() -> None:
         "out: expected float32 (2, 3, 4, 4) on cpu, got torch.float64 (2, 3, 4, 4) on cpu"
     assert _user_error_text(lambda: A.float_out(patches, torch.empty(2, 3, 4, 5))) == \
         "out: expected float32 (2, 3, 4, 4) on cpu, got torch.float32 (2, 3, 4, 5) on cpu"
+
+
+# --------------------------------------------------------------------------- PCA colour noise: devices, dtypes, checks
+
+
+def test_draw_alphas_on_the_generators_device_then_moved_to_device() -> None:
+    """Draws are made on ``generator.device`` whatever the default device, then moved to ``device`` (the meta
+    device shows both without a GPU)."""
+    with torch.device("meta"):
+        a = A.draw_alphas(2, gen(), dtype=torch.float64)
+    assert a.device.type == "cpu" and a.dtype == torch.float64 and a.shape == (2, 3)
+    assert torch.equal(a, torch.randn((2, 3), generator=gen(), dtype=torch.float64) * DATA.pca_std)
+    moved = A.draw_alphas(2, gen(), device="meta")
+    assert moved.device.type == "meta" and moved.shape == (2, 3)
+    assert A.draw_alphas(2, gen(), device=torch.device("meta")).device.type == "meta"
+
+
+def test_pca_inputs_go_to_the_alphas_device_and_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The eigenvalues and eigenvectors are moved to the alphas' device and dtype.  Without a second device the
+    requested device is read off the ``Tensor.to`` calls (the check itself needs values, so meta cannot stand in)."""
+    real_to = torch.Tensor.to
+    asked: list[object] = []
+
+    def spy(self, *args, **kwargs):
+        asked.append(kwargs.get("device", "missing"))
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    lam, vec = A._pca_inputs([2.0, 1.0, 0.5], torch.eye(3), torch.device("cpu"), torch.float64)
+    assert asked == [torch.device("cpu"), torch.device("cpu")]
+    assert lam.dtype == vec.dtype == torch.float64
+    asked.clear()
+    A.pca_offsets(torch.zeros(2, 3, dtype=torch.float64), torch.tensor([2.0, 1.0, 0.5]), torch.eye(3))
+    assert asked == [torch.device("cpu"), torch.device("cpu")]
+
+
+def test_pca_offsets_follow_the_alphas_dtype() -> None:
+    """float32 eigen-data with float64 alphas gives float64 offsets (and the reverse float32), by hand:
+    sum_i p_i a_i l_i / unit with p_i = e_i."""
+    alphas = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+    out = A.pca_offsets(alphas, torch.tensor([2.0, 1.0, 0.5]), torch.eye(3), unit=1.0)
+    assert out.dtype == torch.float64 and out.tolist() == [[2.0, 2.0, 1.5]]
+    out32 = A.pca_offsets(alphas.float(), torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64),
+                          torch.eye(3, dtype=torch.float64), unit=1.0)
+    assert out32.dtype == torch.float32 and out32.tolist() == [[2.0, 2.0, 1.5]]
+
+
+def test_pca_shape_checks_and_messages() -> None:
+    eye = torch.eye(3)
+    assert _user_error_text(lambda: A._pca_inputs([1.0, 2.0], eye, "cpu", torch.float64)) == \
+        "PCA: expected eigenvalues (3,) and eigenvectors (3, 3), got (2,) and (3, 3)"
+    assert _user_error_text(lambda: A._pca_inputs([1.0, 2.0, 3.0], torch.eye(2), "cpu", torch.float64)) == \
+        "PCA: expected eigenvalues (3,) and eigenvectors (3, 3), got (3,) and (2, 2)"
+    lam = torch.tensor([1.0, 0.5, 0.25])
+    assert _user_error_text(lambda: A.pca_offsets(torch.zeros(2, 4), lam, eye)) == \
+        "alphas: expected (B, 3), got (2, 4)"
+    assert _user_error_text(lambda: A.pca_offsets(torch.zeros(3), lam, eye)) == "alphas: expected (B, 3), got (3,)"
+
+
+def test_pca_negative_eigenvalue_tolerance_and_clamp() -> None:
+    """Eigenvalues below -1e-6 x the largest |lambda| are refused; rounding-sized negatives (and zeros) pass and
+    are clamped to 0, on any scale (float64, hand-computed thresholds)."""
+    f64, eye = torch.float64, torch.eye(3)
+
+    def lam_of(values):
+        return A._pca_inputs(torch.tensor(values, dtype=f64), eye, "cpu", f64)[0].tolist()
+
+    assert lam_of([1.0, 0.0, 0.0]) == [1.0, 0.0, 0.0]
+    assert lam_of([1.0, 1e-8, -1e-9]) == [1.0, 1e-8, 0.0]
+    assert lam_of([1.0, 0.0, -1e-6]) == [1.0, 0.0, 0.0]  # exactly at the tolerance: kept
+    assert lam_of([1000.0, 0.0, -1e-4]) == [1000.0, 0.0, 0.0]  # tolerance -1e-3 on this scale
+    assert lam_of([1e-3, 0.0, -1e-10]) == [1e-3, 0.0, 0.0]  # tolerance -1e-9 on this scale
+    assert _user_error_text(lambda: lam_of([1.0, 0.0, -2e-6])) == \
+        "PCA: eigenvalues of a covariance cannot be negative, got [1.0, 0.0, -2e-06]"
+    assert _user_error_text(lambda: lam_of([1e-3, 0.0, -1e-8])) == \
+        "PCA: eigenvalues of a covariance cannot be negative, got [0.001, 0.0, -1e-08]"
+    assert _user_error_text(lambda: lam_of([0.0, 0.0, -1e-20])) == \
+        "PCA: eigenvalues of a covariance cannot be negative, got [0.0, 0.0, -1e-20]"
