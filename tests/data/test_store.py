@@ -183,3 +183,12 @@ def test_verify_names_each_structural_problem_beside_the_checksum(tmp_path: Path
     manifest["splits"]["val"]["count"] = 5
     manifest_path.write_text(json.dumps(manifest))
     assert "split val: shards hold 4 images but the manifest says 5" in verify_store(store.path)
+
+
+def test_a_store_without_val_or_test_names_the_split_to_give(tmp_path: Path) -> None:
+    store = write_store(tmp_path / "s", {"train": _data(8, 0), "holdout": _data(4, 1)}, CLASSES)
+    with pytest.raises(UserError) as err:
+        store.evaluation_split()
+    assert err.value.key == "split"
+    assert err.value.message == f"store {store.path} has no val or test split; name one"
+    assert store.evaluation_split("holdout") == "holdout"
