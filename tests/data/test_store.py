@@ -192,3 +192,251 @@ def test_a_store_without_val_or_test_names_the_split_to_give(tmp_path: Path) -> 
     assert err.value.key == "split"
     assert err.value.message == f"store {store.path} has no val or test split; name one"
     assert store.evaluation_split("holdout") == "holdout"
+
+
+# --------------------------------------------------------------------------- exact messages and small defaults
+
+
+def _tail(p: Path) -> str:
+    return f"; `alexnet prepare --verify {p}` checks every file, and rerunning the `alexnet prepare` that made it repairs it"
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_verify_for_use_checks_the_named_splits_by_mode(small_store, monkeypatch) -> None:
+    import alexnet.data.store as sm
+    from alexnet.data.store import verify_for_use
+
+    store, _ = small_store
+    p = store.path
+    with pytest.raises(UserError) as err:
+        verify_for_use(store, ["val"], "fast")
+    assert err.value.message == "unknown value 'fast'; allowed: auto, checksums, sizes" and err.value.key == "data.verify"
+    _flip(p / "val" / "shard-00001.npy")
+    verify_for_use(store, ["train"])  # only the named splits are checked
+    verify_for_use(store, ["val"], "sizes")
+    want = f"store {p}: val/shard-00001.npy is damaged (checksum mismatch (file is corrupt or was modified))" + _tail(p)
+    for mode in ((), ("auto",), ("checksums",)):
+        with pytest.raises(UserError) as err:
+            verify_for_use(store, ["val"], *mode)
+        assert err.value.message == want
+    val_bytes = (p / "val" / "shard-00000.npy").stat().st_size + (p / "val" / "shard-00001.npy").stat().st_size
+    monkeypatch.setattr(sm, "AUTO_VERIFY_BYTES", val_bytes)
+    with pytest.raises(UserError):
+        verify_for_use(store, ["val"])
+    monkeypatch.setattr(sm, "AUTO_VERIFY_BYTES", val_bytes - 1)
+    verify_for_use(store, ["val"])
+    verify_for_use(store, ["val"], "sizes")
+
+
+def test_store_bytes_sums_the_shard_files(small_store) -> None:
+    from alexnet.data.store import store_bytes
+
+    store, _ = small_store
+    # 128-byte .npy header + N x 16 x 16 x 3 bytes per shard: train 5+5+5+5+3, val 5+2
+    assert store_bytes(store, ["val"]) == (128 + 5 * 768) + (128 + 2 * 768)
+    assert store_bytes(store, ["train", "val"]) == 7 * 128 + 30 * 768
+
+
+def test_check_checksums_names_the_first_file_and_counts_the_rest(small_store) -> None:
+    from alexnet.data.store import check_checksums
+
+    store, _ = small_store
+    p = store.path
+    check_checksums(store, ["val"])
+    _flip(p / "val" / "shard-00000.npy")
+    _flip(p / "val" / "shard-00001.npy")
+    with pytest.raises(UserError) as err:
+        check_checksums(store, ["val"], threads=2)
+    assert err.value.message == (f"store {p}: val/shard-00000.npy is damaged (checksum mismatch (file is corrupt or "
+                                 f"was modified) (1 more files are damaged))" + _tail(p))
+    check_checksums(store, ["train"])
+    (p / "val" / "shard-00000.npy").unlink()
+    _flip(p / "val" / "labels.npy")
+    with pytest.raises(UserError) as err:
+        check_checksums(store, ["val"])
+    assert err.value.message == (f"store {p}: val/shard-00000.npy is damaged (cannot be read (No such file or "
+                                 f"directory) (2 more files are damaged))" + _tail(p))
+
+
+def test_manifest_digest_is_the_manifest_sha256(small_store) -> None:
+    from alexnet.data.store import manifest_digest
+
+    store, _ = small_store
+    assert manifest_digest(store) == hashlib.sha256((store.path / "manifest.json").read_bytes()).hexdigest()
+
+
+def test_read_checks_indices_and_keeps_open_memory_maps(small_store) -> None:
+    store, splits = small_store
+    train = store.split("train")
+    images = splits["train"][0]
+    with pytest.raises(IndexError) as err:
+        train.read(np.array([23]))
+    assert str(err.value) == "split 'train': index out of range 0..22"
+    assert np.array_equal(train.read(np.array([[1, 7], [3, 6]])), images[[1, 7, 3, 6]])
+    assert np.array_equal(train.read(np.array([4.0, 2.0])), images[[4, 2]])
+    assert isinstance(train._shards[0], np.memmap) and isinstance(train._shards[1], np.memmap)
+    fake = np.zeros((5, S, S, 3), np.uint8)
+    train._shards[0] = fake
+    assert not train.read(np.array([3])).any()  # the cached shard is used, not reopened
+
+
+def test_jpeg_shards_read_by_offset_and_empty_shards_load(tmp_path: Path) -> None:
+    from alexnet.data.store import load_shard
+
+    yy, xx = np.mgrid[0:16, 0:16]
+    smooth = np.stack([(xx * 16) % 256, (yy * 16) % 256, ((xx + yy) * 8) % 256], -1).astype(np.uint8)
+    images = np.stack([smooth, smooth[::-1], smooth[:, ::-1]])
+    store = write_store(tmp_path / "j", {"train": (images, np.array([0, 1, 2]))}, CLASSES, fmt="jpeg", shard_size=2)
+    train = store.split("train")
+    got = train.read(np.array([1]))
+    assert np.abs(got.astype(int) - images[[1]].astype(int)).mean() < 3.0
+    assert isinstance(train._shards[0][0], np.memmap)
+    shard = load_shard(store.path / "train", 0, "jpeg")
+    assert shard.shape == (2, 16, 16, 3)
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    np.save(folder / "shard-00000.jpeg.npy", np.zeros(0, np.uint8))
+    np.save(folder / "shard-00000.offsets.npy", np.zeros(1, np.int64))
+    empty = load_shard(folder, 0, "jpeg")
+    assert empty.shape == (0, 0, 0, 3) and empty.dtype == np.uint8
+
+
+def test_load_shard_maps_npy_shards(small_store) -> None:
+    from alexnet.data.store import load_shard
+
+    store, splits = small_store
+    shard = load_shard(store.path / "val", 1, "npy")
+    assert isinstance(shard, np.memmap) and np.array_equal(shard, splits["val"][0][5:])
+
+
+def test_opening_a_split_names_the_damaged_file(small_store) -> None:
+    store, _ = small_store
+    p = store.path
+    shard = p / "train" / "shard-00000.npy"
+    good = shard.read_bytes()
+    shard.write_bytes(good[:-1])
+    with pytest.raises(UserError) as err:
+        store.split("train")
+    assert err.value.message == (f"store {p}: train/shard-00000.npy is damaged (3967 bytes, expected 3968: "
+                                 f"truncated or overwritten)" + _tail(p))
+    shard.write_bytes(good)
+    labels = p / "val" / "labels.npy"
+    real = np.load(labels)
+    cases = [
+        (np.zeros(6, np.int64), "holds int64 (6,), expected int64 (7,)"),
+        (np.zeros(7, np.int32), "holds int32 (7,), expected int64 (7,)"),
+        (np.full(7, 3, np.int64), "labels outside -1..2"),
+        (np.full(7, -2, np.int64), "labels outside -1..2"),
+    ]
+    for array, problem in cases:
+        np.save(labels, array)
+        with pytest.raises(UserError) as err:
+            store.split("val")
+        assert err.value.message == f"store {p}: val/labels.npy is damaged ({problem})" + _tail(p)
+    np.save(labels, np.array([-1, 0, 1, 2, 2, 1, -1], np.int64))
+    assert store.split("val").labels.tolist() == [-1, 0, 1, 2, 2, 1, -1]
+    with open(labels, "wb") as f:
+        np.lib.format.write_array(f, real, version=(2, 0))
+    assert np.array_equal(store.split("val").labels, real)
+    labels.write_bytes(b"not an array at all")
+    with pytest.raises(UserError) as err:
+        store.split("val")
+    assert err.value.message.startswith(f"store {p}: val/labels.npy is damaged (not a readable array: the magic string")
+    labels.unlink()
+    with pytest.raises(UserError) as err:
+        store.split("val")
+    assert err.value.message == f"store {p}: val/labels.npy is damaged (missing)" + _tail(p)
+
+
+def test_paths_name_a_missing_or_short_list(small_store) -> None:
+    store, _ = small_store
+    p = store.path
+    val = store.split("val")
+    (p / "val" / "paths.txt").write_text("a\nb\n", "utf-8")
+    with pytest.raises(UserError) as err:
+        val.paths()
+    assert err.value.message == f"store {p}: val/paths.txt is damaged (2 lines for 7 images)" + _tail(p)
+    (p / "val" / "paths.txt").unlink()
+    with pytest.raises(UserError) as err:
+        val.paths()
+    assert err.value.message == (f"store {p}: val/paths.txt is damaged (cannot be read: [Errno 2] No such file or "
+                                 f"directory: '{p / 'val' / 'paths.txt'}')" + _tail(p))
+
+
+def test_jpeg_shard_problems_name_the_offsets(tmp_path: Path) -> None:
+    from alexnet.data.store import shard_problem
+
+    np.save(tmp_path / "shard-00000.jpeg.npy", np.arange(10, dtype=np.uint8))
+    offsets = tmp_path / "shard-00000.offsets.npy"
+    cover = "its offsets do not cover the 10 bytes of shard-00000.jpeg.npy"
+    for values, count, want in [([0, 4, 10], 2, None), ([0, 1, 10], 2, None), ([1, 4, 10], 2, cover),
+                                ([0, 4, 9], 2, cover), ([0, 4, 4, 10], 3, cover),
+                                ([0, 4, 10], 3, "holds int64 (3,), expected int64 (4,)")]:
+        np.save(offsets, np.array(values, np.int64))
+        assert shard_problem(tmp_path, 0, "jpeg", count, 8) == want, values
+    offsets.unlink()
+    assert shard_problem(tmp_path, 0, "jpeg", 2, 8) == "missing"
+    np.save(tmp_path / "shard-00000.jpeg.npy", np.arange(10, dtype=np.int16))
+    assert shard_problem(tmp_path, 0, "jpeg", 2, 8) == "holds int16 (10,), expected uint8 (N,)"
+
+
+def _edit_manifest(p: Path, **fields) -> None:
+    manifest = json.loads((p / "manifest.json").read_text())
+    manifest.update(fields)
+    (p / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_opening_a_store_names_what_is_wrong(small_store) -> None:
+    store, _ = small_store
+    p = store.path
+    assert store.decision_split() == "val" and store.decision_split("train") == "train"
+    with pytest.raises(UserError):
+        store.decision_split("nope")
+    (p / ".prepare-in-progress.json").write_text("{}")
+    with pytest.raises(UserError) as err:
+        Store(p)
+    assert err.value.message == (f"store {p} is incomplete: `alexnet prepare` is writing it or was interrupted "
+                                 f"(.prepare-in-progress.json is present); rerun that `alexnet prepare` to finish it")
+    (p / ".prepare-in-progress.json").unlink()
+    _edit_manifest(p, splits={})
+    empty = Store(p)
+    assert empty.decision_split() is None
+    with pytest.raises(UserError) as err:
+        empty.split("train")
+    assert err.value.message == f"store {p} has no split 'train'; available: none"
+    _edit_manifest(p, format="zip")
+    with pytest.raises(UserError) as err:
+        Store(p)
+    assert err.value.message == f"store {p} has unknown format 'zip'"
+    _edit_manifest(p, format_version=2)
+    with pytest.raises(UserError) as err:
+        Store(p)
+    assert err.value.message == f"store {p} has format version 2; this program reads version 1"
+    _edit_manifest(p, kind="other")
+    with pytest.raises(UserError) as err:
+        Store(p)
+    assert err.value.message == f"{p / 'manifest.json'} is not an alexnet store manifest"
+    (p / "manifest.json").write_text("[1]")
+    with pytest.raises(UserError) as err:
+        Store(p)
+    assert err.value.message == f"{p / 'manifest.json'} is not an alexnet store manifest"
+
+
+def test_decision_split_prefers_the_holdout(tmp_path: Path) -> None:
+    store = write_store(tmp_path / "s", {"train": _data(8, 0), "holdout": _data(4, 1), "val": _data(4, 2)}, CLASSES)
+    assert store.decision_split() == "holdout" and store.decision_split("auto") == "holdout"
+
+
+def test_damaged_statistics_are_named(small_store) -> None:
+    store, _ = small_store
+    p = store.path
+    (p / "stats.npz").write_bytes(b"PK broken")
+    with pytest.raises(UserError) as err:
+        Store(p).stats()
+    assert err.value.message.startswith(f"store {p}: stats.npz is damaged (cannot be read: ")
+    assert err.value.message.endswith(")" + _tail(p))
