@@ -68,6 +68,20 @@ def _killed_at(monkeypatch, run: Path, cfg: SmallRun, data, stop: int) -> None:
     monkeypatch.setattr(smallnet, "_batch", real)
 
 
+def _known_errors(monkeypatch, tiny, pattern: list[float], n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """A frozen network's batches with labels chosen per step so that step i's error is pattern[i % len]."""
+    x = torch.randn(n, 3, SIZE, SIZE)
+    torch.manual_seed(0)
+    predicted = tiny("relu", False, 2, SIZE)(x).argmax(1).detach()
+
+    def batch(xs, ys, step, c):
+        wrong = torch.arange(n) < int(pattern[step % len(pattern)] * n)
+        return x, torch.where(wrong, 1 - predicted, predicted)
+
+    monkeypatch.setattr(smallnet, "_batch", batch)
+    return x, torch.arange(n) % 2
+
+
 def _cfg(**kw) -> SmallRun:
     base = dict(lr=0.01, steps=4, batch_size=4, window=2, checkpoint_every=0, give_up_after=0, threads=0)
     base.update(kw)
@@ -230,18 +244,9 @@ def test_trailing_errors_are_means_over_the_window_and_thinned_to_400_points(tmp
                                                                             tiny) -> None:
     """With a frozen network (rate 0) and labels chosen per step, every step's error is known: the trailing
     error at step i is the mean of the last ``window`` of them; 800 steps keep every 2nd value (800 // 400)."""
-    x = torch.randn(4, 3, SIZE, SIZE)
-    torch.manual_seed(0)
-    predicted = tiny("relu", False, 2, SIZE)(x).argmax(1).detach()
     pattern = [1.0, 0.5, 0.0, 0.25]  # share of wrong labels per step, cycling
-
-    def batch(xs, ys, step, c):
-        k = int(pattern[step % 4] * 4)
-        wrong = torch.arange(4) < k
-        return x, torch.where(wrong, 1 - predicted, predicted)
-
-    monkeypatch.setattr(smallnet, "_batch", batch)
-    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=800, window=3), (x, torch.tensor([0, 1, 0, 1])))
+    data = _known_errors(monkeypatch, tiny, pattern)
+    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=800, window=3), data)
     errors = [pattern[i % 4] for i in range(800)]
     trailing = [float(np.mean(errors[max(0, i - 2):i + 1])) for i in range(800)]
     assert r["trailing_every"] == 2 and len(r["trailing_train_error"]) == 400
@@ -297,12 +302,8 @@ def test_a_run_at_chance_gives_up_after_the_set_steps_and_not_before(tmp_path: P
 def test_the_target_error_stops_training_and_names_the_step_and_epoch(tmp_path: Path, monkeypatch, tiny) -> None:
     """Every batch classified right (labels = the frozen network's own predictions): the trailing error is 0
     from the first step, but the target is only checked once ``window`` steps exist."""
-    x = torch.randn(4, 3, SIZE, SIZE)
-    torch.manual_seed(0)
-    predicted = tiny("relu", False, 2, SIZE)(x).argmax(1).detach()
-    monkeypatch.setattr(smallnet, "_batch", lambda xs, ys, step, c: (x, predicted))
-    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=20, window=3, stop_at_error=0.25, batch_size=2),
-                    (x, torch.tensor([0, 1, 0, 1])))
+    data = _known_errors(monkeypatch, tiny, [0.0])
+    r = train_small(tmp_path / "run", _cfg(lr=0.0, steps=20, window=3, stop_at_error=0.25, batch_size=2), data)
     assert r["reached_step"] == 3 and r["steps"] == 3 and r["reached_epoch"] == 1.5
 
 
@@ -407,20 +408,6 @@ class _Clock:
     def perf_counter(self) -> float:
         self.now += 0.37
         return self.now
-
-
-def _known_errors(monkeypatch, tiny, pattern: list[float], n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """A frozen network's batches with labels chosen per step so that step i's error is pattern[i % len]."""
-    x = torch.randn(n, 3, SIZE, SIZE)
-    torch.manual_seed(0)
-    predicted = tiny("relu", False, 2, SIZE)(x).argmax(1).detach()
-
-    def batch(xs, ys, step, c):
-        wrong = torch.arange(n) < int(pattern[step % len(pattern)] * n)
-        return x, torch.where(wrong, 1 - predicted, predicted)
-
-    monkeypatch.setattr(smallnet, "_batch", batch)
-    return x, torch.arange(n) % 2
 
 
 def test_wall_time_and_seconds_per_step_come_from_the_clock(tmp_path: Path, monkeypatch, tiny) -> None:

@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     if args.cache:
         extra["cache"] = Path(args.cache)
     doc = run_experiment(args.name, budget=args.budget, out=args.out, seeds=args.seeds, params=args.param,
-                         stores=stores, first_seed=args.first_seed, progress=not args.quiet, threads=args.threads, workers=args.workers, **extra)
+                         stores=stores, first_seed=args.first_seed, progress=not args.quiet, threads=args.threads,
+                         workers=args.workers, **extra)
     print(f"results: {doc['out']}/results.json")
     return 0
 

@@ -17,10 +17,10 @@ against ``build`` of the committed sources, so the overview cannot drift from th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from alexnet.experiments import record
 from alexnet.experiments.record import RULE
 from alexnet.paper import CIFAR, POOL, RESULTS
 
@@ -39,8 +39,9 @@ PAPER_ARM_LABELS = {"no-lrn": "lrn", "pool2": "pool2", "no-dropout": "dropout", 
 
 
 def _load(results_dir: Path, name: str) -> dict[str, Any]:
+    """A committed results file (its format checked), or {} while the experiment has not run."""
     path = results_dir / f"{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return record.load(path) if path.is_file() else {}
 
 
 def _arm_seeds(doc: dict[str, Any], arm: str) -> dict[str, dict[str, Any]]:
@@ -124,11 +125,13 @@ def build(results_dir: Path) -> dict[str, Any]:
     colour = {s: {"effect": abs(v["colour_energy_column1"] - v["colour_energy_column2"])}
               for s, v in _arm_seeds(i128, "workhorse").items() if "colour_energy_column1" in v}
     arms["colour"] = _row(
-        "§6.1: conv1's colour specialisation per column: the absolute difference of the columns' off-grey energy share",
+        "§6.1: conv1's colour specialisation per column: the absolute difference of the columns' off-grey "
+        "energy share",
         "one column colour-agnostic, the other colour-specific, in every run (no figure)", "—", colour,
         _source(WORKHORSE, i128 if colour else {}, workhorse_cmd + "workhorse"),
         formats={"effect": "num", "verdict": "text"})
-    arms["colour"]["text"]["verdict"] = "no rule: which column specialises is arbitrary, so the absolute difference is never below 0"
+    arms["colour"]["text"]["verdict"] = ("no rule: which column specialises is arbitrary, so the absolute "
+                                         "difference is never below 0")
     arms["whole"] = _row(
         "The whole network: top-1 / top-5 error", f"{one.top1:g}% / {one.top5:g}% (one net, ILSVRC-2012 val)",
         ANCHORS["whole"], {}, "the workhorse section above", formats={"effect": "text", "verdict": "text"})
@@ -145,7 +148,8 @@ def build(results_dir: Path) -> dict[str, Any]:
         "arms": arms,
         "table": {"columns": [{"metric": "paper", "label": "paper", "format": "text"},
                               {"metric": "anchors", "label": "anchors (theirs)", "format": "text"},
-                              {"metric": "effect", "label": "ours: points saved by the paper's choice", "format": "pct"},
+                              {"metric": "effect", "label": "ours: points saved by the paper's choice",
+                               "format": "pct"},
                               {"metric": "verdict", "label": "verdict", "format": "verdict", "of": "gain"},
                               {"metric": "source", "label": "from", "format": "text"}],
                   "rows": list(arms)},
