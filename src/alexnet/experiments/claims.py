@@ -22,7 +22,7 @@ from typing import Any
 
 from alexnet.experiments import record
 from alexnet.experiments.record import RULE
-from alexnet.paper import CIFAR, POOL, RESULTS
+from alexnet.paper import CIFAR, DROPOUT, POOL, RESULTS
 
 #: Other implementations' figures, quoted beside ours (theirs, not measured here).
 ANCHORS = {
@@ -86,7 +86,8 @@ def build(results_dir: Path) -> dict[str, Any]:
     ratios = {s: {"effect": v["ratio_tanh_over_relu"], "gain": v["ratio_tanh_over_relu"] - 1}
               for s, v in _arm_seeds(relu, "paper/ratio").items() if v.get("ratio_tanh_over_relu") is not None}
     arms["relu-tanh"] = _row(
-        "Figure 1 (§3.1): tanh's iterations to 25% training error over ReLU's, CIFAR-10 (paper's conditions)",
+        f"Figure 1 (§3.1): tanh's iterations to {CIFAR.relu_tanh_target_train_error:.0%} training error over ReLU's, "
+        "CIFAR-10 (paper's conditions)",
         f"{CIFAR.relu_tanh_speedup:g}×", "—", ratios,
         _source("relu-tanh", relu, "alexnet experiment relu-tanh --budget full"), formats={"effect": "num"})
     arms["lrn-cifar"] = _row(
@@ -96,9 +97,10 @@ def build(results_dir: Path) -> dict[str, Any]:
         _source("lrn", lrn, "alexnet experiment lrn --budget full"))
     workhorse_cmd = "alexnet experiment imagenette-128 --budget full --seeds 3 --param arms="
     paper_figures = {"no-lrn": ("§3.3: LRN", RESULTS.lrn_gain.top1, RESULTS.lrn_gain.top5, ANCHORS["lrn"]),
-                     "pool2": ("§3.4: overlapping 3/2 pooling against 2/2", POOL.gain_top1, POOL.gain_top5,
+                     "pool2": (f"§3.4: overlapping {POOL.size}/{POOL.stride} pooling against "
+                               f"{POOL.nonoverlap_size}/{POOL.nonoverlap_stride}", POOL.gain_top1, POOL.gain_top5,
                                ANCHORS["pool2"]),
-                     "no-dropout": ("§4.2: dropout in fc6 and fc7", None, None, "—"),
+                     "no-dropout": (f"§4.2: dropout in {' and '.join(DROPOUT.layers)}", None, None, "—"),
                      "one-column": ("§3.2: two columns against one of half the kernels",
                                     RESULTS.two_columns_gain.top1, RESULTS.two_columns_gain.top5, "—")}
     for arm, (what, top1, top5, anchor) in paper_figures.items():
@@ -120,7 +122,8 @@ def build(results_dir: Path) -> dict[str, Any]:
     one, five = RESULTS.ilsvrc2012_val_1cnn, RESULTS.ilsvrc2012_val_5cnn
     arms["ensemble"] = _row(
         f"§6: {n or 'n'} nets from different seeds averaged against one, Imagenette at 128 px, top-1 error "
-        "(ten patches; one ensemble)", f"five nets: {one.top1:g}% → {five.top1:g}% (ILSVRC-2012 val)", "—", gain,
+        "(ten patches; one ensemble)",
+        f"{RESULTS.ensemble_sizes[0]} nets: {one.top1:g}% → {five.top1:g}% (ILSVRC-2012 val)", "—", gain,
         _source(WORKHORSE, i128 if gain else {}, workhorse_cmd + "workhorse"))
     colour = {s: {"effect": abs(v["colour_energy_column1"] - v["colour_energy_column2"])}
               for s, v in _arm_seeds(i128, "workhorse").items() if "colour_energy_column1" in v}
