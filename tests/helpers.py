@@ -6,6 +6,10 @@ never from one another.  The tiny network and recipe are defined once, here.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,34 @@ TINY_MODEL = ["data.crop=16", "model.width=0.125", "model.fc_units=32"]
 TINY_RUN = ["data.workers=0", "optim.batch_size=16", "optim.lr=0.05", "schedule.max_epochs=1", "run.log_every=2",
             "run.health_window=0", "run.device=cpu", "run.amp=off"]  # float32: exact comparisons across runs
 TINY_RECIPE = TINY_MODEL + TINY_RUN
+
+
+@contextlib.contextmanager
+def agent_stores(count: int = 1) -> Iterator[list[int]]:
+    """``count`` rendezvous stores hosted by this (test) process, as torchrun's agent hosts one per run; their ports.
+
+    Spawned ranks join with :func:`join_as_rank` and connect as clients, as they do under torchrun, so no rank
+    hosts the store: a rank that hosts it tears its server down at exit while the other rank may still be
+    connected, and on CI that aborted rank 0 now and then ("terminate called without an active exception").
+    One store per process group: a second group in the same store would find the first one's keys.
+    """
+    from torch.distributed import TCPStore
+
+    stores = [TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False) for _ in range(count)]
+    try:
+        yield [store.port for store in stores]
+    finally:
+        del stores
+
+
+def join_as_rank(rank: int, world: int, port: int) -> None:
+    """In a spawned process: the environment torchrun gives rank ``rank`` of ``world`` (store at ``port``).
+
+    Also prints every thread's Python stack if the process aborts (a native crash names where it happened).
+    """
+    faulthandler.enable()
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank), TORCHELASTIC_USE_AGENT_STORE="True", TORCHELASTIC_RESTART_COUNT="0")
 
 
 def quadrant_images(n: int, size: int, classes: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

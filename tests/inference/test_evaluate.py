@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from alexnet.inference.scoring import topk_error_rates
 from alexnet.paper import ARCH, RESULTS
 from alexnet.data.shards import write_store
 
-from helpers import FixedLogits, make_checkpoint, make_store
+from helpers import FixedLogits, agent_stores, join_as_rank, make_checkpoint, make_store
 
 def test_topk_error_rates_known_values() -> None:
     probs = np.array([[0.5, 0.2, 0.1, 0.1, 0.05, 0.05],   # label 0: top-1
@@ -142,19 +140,12 @@ def test_eval_writes_table2_json_and_probabilities(tmp_path: Path, capsys) -> No
 
 
 def _eval_worker(rank: int, world: int, port: int, run: str, store: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    join_as_rank(rank, world, port)
     torch.set_num_threads(1)
     try:
         evaluate_checkpoint(run, store, out=out, batch_size=8, device="cpu", progress=False)
     finally:
         torch.distributed.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_count_every_image_once(tmp_path: Path, monkeypatch) -> None:
@@ -164,8 +155,9 @@ def test_two_processes_count_every_image_once(tmp_path: Path, monkeypatch) -> No
     store = make_store(tmp_path / "s", val=41)
     run = make_checkpoint(tmp_path / "run", store)
     single = evaluate_checkpoint(run, store.path, out=tmp_path / "one", batch_size=8, device="cpu", progress=False)
-    torch.multiprocessing.spawn(_eval_worker, args=(2, _free_port(), str(run), str(store.path), str(tmp_path / "two")),
-                                nprocs=2, join=True)
+    with agent_stores() as [port]:
+        torch.multiprocessing.spawn(_eval_worker, args=(2, port, str(run), str(store.path), str(tmp_path / "two")),
+                                    nprocs=2, join=True)
     for mode in ("centre", "ten"):
         two = np.load(tmp_path / "two" / f"probs_{mode}.npy")
         assert two.shape == (41, 4)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,13 @@ import torch.multiprocessing as mp
 
 from alexnet.inference.trained import read_checkpoint
 
-from helpers import tiny_config
+from helpers import agent_stores, join_as_rank, tiny_config
 
 DDP = ["model.variants=no-dropout", "run.threads=1"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, store: str, run: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    join_as_rank(rank, world, port)
     from alexnet.training.trainer import train
 
     import torch.distributed as dist
@@ -46,7 +38,8 @@ def test_two_gloo_processes_equal_one(tiny_store, tmp_path: Path) -> None:
     single = tmp_path / "single"
     train(tiny_config(tiny_store.path, *DDP), single, progress=False)
     double = tmp_path / "double"
-    mp.spawn(_worker, args=(2, _free_port(), str(tiny_store.path), str(double)), nprocs=2, join=True)
+    with agent_stores() as [port]:
+        mp.spawn(_worker, args=(2, port, str(tiny_store.path), str(double)), nprocs=2, join=True)
     a = read_checkpoint(single / "checkpoints" / "last.pt")["model"]
     b = read_checkpoint(double / "checkpoints" / "last.pt")["model"]
     for key in a:
@@ -80,13 +73,14 @@ def test_a_run_directory_error_on_rank_0_stops_every_rank(tiny_store, tmp_path: 
     run = tmp_path / "taken"
     run.mkdir()
     (run / "keep.txt").write_text("earlier work")
-    mp.spawn(_worker_expecting_error, args=(2, _free_port(), str(tiny_store.path), str(run)), nprocs=2, join=True)
+    with agent_stores() as [port]:
+        mp.spawn(_worker_expecting_error, args=(2, port, str(tiny_store.path), str(run)), nprocs=2, join=True)
     assert (run / "keep.txt").read_text() == "earlier work"
 
 
 def _resume_worker(rank: int, world: int, ports: list[int], store: str, root: str) -> None:
     """One rank: an uninterrupted run, then a run stopped mid-epoch at step 4 and resumed (dropout on)."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    join_as_rank(rank, world, ports[0])
     from alexnet.training.rundir import load_run_config
     from alexnet.training.trainer import train
 
@@ -111,8 +105,8 @@ def test_a_resume_under_two_gloo_processes_is_bit_identical(tiny_store, tmp_path
     resuming with two processes ends exactly where two uninterrupted processes end."""
     from helpers import same_training_state
 
-    ports = [_free_port() for _ in range(3)]
-    mp.spawn(_resume_worker, args=(2, ports, str(tiny_store.path), str(tmp_path)), nprocs=2, join=True)
+    with agent_stores(3) as ports:  # one store per process group: three runs, one after the other
+        mp.spawn(_resume_worker, args=(2, ports, str(tiny_store.path), str(tmp_path)), nprocs=2, join=True)
     ranks = read_checkpoint(tmp_path / "parts" / "checkpoints" / "last.pt")["ranks"]
     assert len(ranks) == 2 and not torch.equal(ranks[0]["rng"]["torch"], ranks[1]["rng"]["torch"])
     same_training_state(tmp_path / "whole", tmp_path / "parts")
