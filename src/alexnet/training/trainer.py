@@ -162,8 +162,8 @@ class Trainer:
             dist.broadcast_object_list(box, src=0)  # also the barrier: no rank reads the directory before it exists
             error = box[0]
             if error is not None:
-                # every rank holds the error before any rank tears its process group down: rank 0 destroying
-                # gloo while rank 1 still receives aborted rank 0 now and then ("terminate called ...")
+                # every rank holds the error before any rank tears its process group down (no rank is left
+                # receiving from a peer that has already gone)
                 dist.barrier()
         if error is not None:
             raise UserError(error)
