@@ -131,6 +131,19 @@ def test_a_zero_logit_is_a_zero_bit_in_forward_as_in_encode() -> None:
     assert torch.equal(recon, torch.zeros(2, 2))  # the decoder saw eight 0 bits
 
 
+def test_a_tiny_positive_logit_is_a_one_bit_in_forward_as_in_encode() -> None:
+    """z = 1e-8 > 0 is a 1 bit in encode(); in float32 sigmoid(1e-8) rounds to exactly 0.5, so a bit made as
+    p > 0.5 would be 0 there: the decoder would train on other codes than those stored."""
+    net = _hand_net(2, 8, 2, enc2_w=torch.zeros(8, 2), enc2_b=torch.full((8,), 1e-8), dec1_w=torch.ones(2, 8),
+                    dec1_b=torch.zeros(2), dec2_w=torch.eye(2), dec2_b=torch.zeros(2))
+    net.eval()
+    x = torch.tensor([[0.3, -1.0]])
+    recon, p = net(x)
+    assert (p == 0.5).all()  # float32's sigmoid cannot tell z = 1e-8 from 0
+    assert net.encode(x).all()
+    assert torch.equal(recon, torch.full((1, 2), 8.0))  # the decoder saw eight 1 bits, as encode() stores
+
+
 @pytest.mark.parametrize("noise", [0.5, 1.0])
 def test_training_noise_is_added_to_the_logits(noise: float) -> None:
     """In training, p = sigmoid(logits + noise * e) with e the global generator's standard normal draws."""

@@ -40,6 +40,19 @@ def test_exact_matches_brute_force(data, chunk) -> None:
     np.testing.assert_allclose(got.distances, ref_d, rtol=1e-12)
 
 
+def test_float64_queries_are_re_ranked_at_their_own_precision() -> None:
+    """The float32 pass only picks candidates; the exact re-rank must read the queries as given.
+
+    The query 1 + 1.5e-8 lies nearer to 1 + 2e-8 (0.5e-8 away) than to 1 (1.5e-8 away), but in
+    float32 it rounds to 1: a re-rank of the rounded query would answer row 0.
+    """
+    db = np.array([[1.0], [1.0 + 2e-8], [5.0]])
+    q = np.array([[1.0 + 1.5e-8]])
+    got = knn(db, q, 1, engine="numpy")
+    assert got.indices[0, 0] == 1
+    assert got.distances[0, 0] == pytest.approx(0.25e-16, rel=1e-6)
+
+
 @pytest.mark.skipif(not faiss_available(), reason="faiss-cpu is not installed")
 def test_faiss_engine_matches_reference(data) -> None:
     db, q = data

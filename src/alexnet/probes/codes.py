@@ -61,7 +61,9 @@ class BinaryAutoencoder(nn.Module):
         if self.training and self.noise > 0:
             z = z + self.noise * torch.randn_like(z)
         p = torch.sigmoid(z)
-        b = p + ((p > 0.5).to(p.dtype) - p).detach()  # straight-through binarisation
+        # straight-through binarisation; the bit is z > 0, as encode() stores it (float32's sigmoid rounds
+        # to exactly 0.5 for 0 < z < 6e-8, so p > 0.5 would disagree there)
+        b = p + ((z > 0).to(p.dtype) - p).detach()
         return self.decoder(b), p
 
     @torch.no_grad()

@@ -110,7 +110,8 @@ def knn(
     ``exclude_self``: for each query, a database row to leave out (e.g. the query itself), or -1.
     """
     n, d = database.shape
-    queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    given = np.atleast_2d(np.asarray(queries))  # the exact re-rank reads these, at their own precision
+    queries = np.ascontiguousarray(given, dtype=np.float32)  # the candidate pass only
     if queries.shape[1] != d:
         raise UserError(f"queries are {queries.shape[1]}-d but the database is {d}-d")
     available = n - (1 if exclude_self is not None else 0)
@@ -153,7 +154,7 @@ def knn(
     if exclude_self is not None:
         mask = best_i == np.asarray(exclude_self, np.int64)[:, None]
         best_i = np.where(mask, -1, best_i)
-    dist, idx = _exact_rerank(database, queries, best_i, k)
+    dist, idx = _exact_rerank(database, given, best_i, k)
     return Neighbours(idx, dist, engine)
 
 
