@@ -34,8 +34,9 @@ def agent_stores(count: int = 1) -> Iterator[list[int]]:
     """``count`` rendezvous stores hosted by this (test) process, as torchrun's agent hosts one per run; their ports.
 
     Spawned ranks join with :func:`join_as_rank` and connect as clients, as they do under torchrun, so no rank
-    hosts the store: a rank that hosts it tears its server down at exit while the other rank may still be
-    connected, and on CI that aborted rank 0 now and then ("terminate called without an active exception").
+    hosts the store. When rank 0 hosted it, CI aborted rank 0 now and then at its end ("terminate called
+    without an active exception"), most likely in the store server's teardown (inferred from torch's source;
+    not reproduced here).
     One store per process group: a second group in the same store would find the first one's keys.
     """
     from torch.distributed import TCPStore

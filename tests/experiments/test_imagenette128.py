@@ -43,6 +43,17 @@ def test_quick_workhorse_two_seeds_record_and_ensembles(tmp_path: Path, store: P
     assert [e["split"] for e in events if e.get("event") == "decision_split"] == ["holdout"]
 
 
+def test_an_ablation_arm_alone_records_no_workhorse_goal(tmp_path: Path, store: Path) -> None:
+    """An arm run without the workhorse (to be merged with it later) says nothing of the workhorse's goal."""
+    out = tmp_path / "arm"
+    run_experiment("imagenette-128", budget="quick", out=out, seeds=1, stores={"imagenette-146": store},
+                   params=["train_images=0", "val_images=0", "batch_size=16", "arms=one-column"],
+                   cache=tmp_path / "cache", threads=1)
+    rec = record.load(out / "record.json")
+    assert set(rec["arms"]) == {"one-column"} and rec["verdicts"] == []
+    assert len(rec["notes"]) == 1 and rec["notes"][0].startswith("Budget `quick`")
+
+
 def test_unknown_arm_is_one_line(tmp_path: Path, store: Path) -> None:
     with pytest.raises(UserError, match="unknown arm 'deeper'"):
         run_experiment("imagenette-128", budget="quick", out=tmp_path / "x", stores={"imagenette-146": store},

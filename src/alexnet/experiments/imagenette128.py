@@ -146,14 +146,14 @@ def _record(ctx: common.Context, seeds: list[int], arms: list[str], per_arm: dic
         doc_arms.update(_ensembles(ctx, seeds))
     verdicts = [{"claim": ARMS[arm][2], "a": "workhorse", "b": arm, "metric": "ten_top1_error"}
                 for arm in arms if arm != "workhorse" and "workhorse" in arms]
-    acc = [v["ten_top1_accuracy"] for v in per_arm.get("workhorse", {}).values()]
+    workhorse = list(per_arm.get("workhorse", {}).values())
     notes = [f"Budget `{ctx.budget}`: {params}. Store {store} (prepared in {prepare_seconds:.0f} s)."]
-    if acc:  # the goal is the workhorse's; an ablation-only run has nothing to say about it
-        notes.append(
-             f"Goal: ≥ {GOAL_ACCURACY:.0%} top-1 accuracy with ten patches within 60 minutes on 2 CPU cores; "
-             f"measured {tables.pct_pm(acc)} accuracy, wall (train + eval) "
-             + ", ".join(f"{v['wall_seconds'] / 60:.1f}" for v in per_arm.get("workhorse", {}).values())
-             + " minutes per seed.")
+    if workhorse:  # the goal is the workhorse's; an ablation-only run has nothing to say about it
+        acc = [v["ten_top1_accuracy"] for v in workhorse]
+        minutes = ", ".join(f"{v['wall_seconds'] / 60:.1f}" for v in workhorse)
+        notes.append(f"Goal: ≥ {GOAL_ACCURACY:.0%} top-1 accuracy with ten patches within 60 minutes on 2 CPU "
+                     f"cores; measured {tables.pct_pm(acc)} accuracy, wall (train + eval) {minutes} minutes per "
+                     "seed.")
     return {
         "name": "imagenette-128",
         "question": "How well does the paper's whole layer pattern learn real photographs at 128 px on 2 CPU "
