@@ -12,4 +12,8 @@ from alexnet.experiments import claims, record
 
 if __name__ == "__main__":
     results = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "docs" / "results"
-    print(record.write(claims.build(results), results / "claims.json"))
+    try:
+        doc = claims.build(results)
+    except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        sys.exit(f"claims_record: {err}")
+    print(record.write(doc, results / "claims.json"))

@@ -191,5 +191,10 @@ def test_small_parts_by_hand(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as err:
         record.load(bad)
     assert str(err.value) == f"{bad}: not a results file of format 1"
+    for text, says in (("[1]", "not a results file of format 1"), ("{", "not JSON (")):
+        bad.write_text(text)  # a list is not a document; a broken file is named, not a bare JSON error
+        with pytest.raises(ValueError) as err:
+            record.load(bad)
+        assert str(err.value).startswith(f"{bad}: {says}")
     path = record.write({"b": tmp_path, "a": [1]}, tmp_path / "r.json")
     assert path.read_text() == ('{\n  "a": [\n    1\n  ],\n  "b": "' + str(tmp_path) + '",\n  "format": 1\n}\n')

@@ -198,8 +198,12 @@ def merge(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    doc = json.loads(Path(path).read_text())
-    if doc.get("format") != FORMAT_VERSION:
+    """Read a results document; ValueError naming ``path`` if it is not JSON or not of this format."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: not a results file of format {FORMAT_VERSION}")
     return doc
 
