@@ -55,6 +55,10 @@ def test_gains_are_paired_by_seed_and_positive_when_the_paper_wins(results: Path
     # the largest ensemble against one net: 0.20 - 0.17
     assert effects(doc, "ensemble") == pytest.approx({"0": 0.03})
     assert "3 nets" in doc["arms"]["ensemble"]["label"]
+    # every choice of nets kept (imagenette128.ensemble_arms): the single nets' mean against all of them
+    write(results, "imagenette-128", {"ensemble-1": seeds(s3={"ten_top1_error": 0.20}, s4={"ten_top1_error": 0.24}),
+                                      "ensemble-2": {"per_seed": {"3+4": {"ten_top1_error": 0.18}}}})
+    assert effects(claims.build(results), "ensemble") == pytest.approx({"0": 0.04})
     # the ratio where tanh reached the target; its gain is the ratio minus 1
     assert effects(doc, "relu-tanh") == {"0": 4.0, "2": 6.0}
     assert effects(doc, "relu-tanh", "gain") == {"0": 3.0, "2": 5.0}

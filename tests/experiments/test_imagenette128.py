@@ -36,8 +36,17 @@ def test_quick_workhorse_two_seeds_record_and_ensembles(tmp_path: Path, store: P
         assert values["checkpoint"] == "best.pt"  # decided on the holdout
         assert 0 <= values["ten_top1_error"] <= 1 and values["ten_top1_accuracy"] == 1 - values["ten_top1_error"]
         assert "colour_energy_column1" in values and "colour_energy_column2" in values
-    # one net "averaged" is that net's own ten-patch error
-    assert rec["arms"]["ensemble-1"]["per_seed"]["0"]["ten_top1_error"] == pytest.approx(seeds["0"]["ten_top1_error"])
+    # one net "averaged" is that net's own ten-patch error; two nets are their kept probabilities averaged
+    ones, twos = rec["arms"]["ensemble-1"]["per_seed"], rec["arms"]["ensemble-2"]["per_seed"]
+    assert set(ones) == {"0", "1"} and set(twos) == {"0+1"}
+    for s in "01":
+        assert ones[s]["ten_top1_error"] == pytest.approx(seeds[s]["ten_top1_error"])
+    kept = [np.load(out / f"probs_ten-workhorse-seed{s}.npz") for s in (0, 1)]
+    assert kept[0]["probs"].dtype == np.float32 and kept[0]["probs"].shape == (24, 4)
+    assert np.array_equal(kept[0]["labels"], kept[1]["labels"]) and len(kept[0]["labels"]) == 24
+    mean = (kept[0]["probs"] + kept[1]["probs"]) / 2
+    wrong = np.mean(mean.argmax(1) != kept[0]["labels"])
+    assert twos["0+1"]["ten_top1_error"] == pytest.approx(wrong)
     assert record.render(rec) in doc["table"]
     events = [json.loads(line) for line in (out / "runs" / "workhorse-seed0" / "metrics.jsonl").read_text().splitlines()]
     assert [e["split"] for e in events if e.get("event") == "decision_split"] == ["holdout"]
@@ -59,3 +68,73 @@ def test_unknown_arm_is_one_line(tmp_path: Path, store: Path) -> None:
         run_experiment("imagenette-128", budget="quick", out=tmp_path / "x", stores={"imagenette-146": store},
                        params=["arms=workhorse,deeper"], cache=tmp_path / "cache", threads=1)
     assert parameters("imagenette-128", "full")["holdout"] == 50
+
+
+def test_ensembles_average_every_choice_of_nets_by_hand(tmp_path: Path) -> None:
+    """§6 by hand: each of two nets errs on one of four images, their average on none (labels 0, 1, 2, 0)."""
+    from alexnet.experiments.imagenette128 import ensemble_arms, load_net_probs, save_net_probs
+
+    labels = np.array([0, 1, 2, 0])
+    p0 = np.array([[.6, .4, 0], [.45, .55, 0], [.2, .3, .5], [.4, .6, 0]])  # wrong on image 3
+    p1 = np.array([[.45, .55, 0], [.3, .7, 0], [.1, .1, .8], [.9, .1, 0]])  # wrong on image 0
+    nets = {s: load_net_probs(save_net_probs(tmp_path / f"{s}.npz", p, labels)) for s, p in ((0, p0), (1, p1),
+                                                                                               (2, p0))}
+    arms = ensemble_arms(nets)
+    top1 = {k: {c: v["ten_top1_error"] for c, v in arm["per_seed"].items()} for k, arm in arms.items()}
+    assert top1 == {"ensemble-1": {"0": .25, "1": .25, "2": .25},
+                    "ensemble-2": {"0+1": 0.0, "0+2": .25, "1+2": 0.0},
+                    "ensemble-3": {"0+1+2": 0.0}}
+    nets[1] = (p1, np.array([0, 1, 2, 1]))
+    with pytest.raises(ValueError, match="seed 1 was evaluated on other images"):
+        ensemble_arms(nets)
+    (tmp_path / "bad.npz").write_text("not numpy")
+    with pytest.raises(ValueError, match="bad.npz: not a kept-probabilities file"):
+        load_net_probs(tmp_path / "bad.npz")
+
+
+def test_kept_probabilities_of_two_runs_rebuild_the_ensemble_rows(tmp_path: Path) -> None:
+    """Nets kept by different runs are averaged into the results file's ensemble rows; a file that is not a
+    recorded workhorse net (wrong seed, wrong error, wrong name) is refused, naming it."""
+    from alexnet.experiments.imagenette128 import save_net_probs, with_kept_ensembles
+
+    labels = np.array([0, 1, 2, 0])
+    p3 = np.array([[.6, .4, 0], [.45, .55, 0], [.2, .3, .5], [.4, .6, 0]])  # wrong on image 3: 25%
+    p4 = np.array([[.45, .55, 0], [.3, .7, 0], [.1, .1, .8], [.9, .1, 0]])  # wrong on image 0: 25%
+    files = [save_net_probs(tmp_path / f"probs_ten-workhorse-seed{s}.npz", p, labels) for s, p in ((3, p3), (4, p4))]
+    doc = {"name": "imagenette-128", "notes": [],
+           "arms": {"workhorse": {"per_seed": {"3": {"ten_top1_error": .25}, "4": {"ten_top1_error": .25}}},
+                    "ensemble-1": {"per_seed": {"0": {"ten_top1_error": .3}}}, "one-column": {"per_seed": {}}},
+           "table": {"rows": ["workhorse", "ensemble-1", "one-column"], "columns": []}}
+    out = with_kept_ensembles(doc, files)
+    assert out["table"]["rows"] == ["workhorse", "ensemble-1", "ensemble-2", "one-column"]
+    assert out["arms"]["ensemble-2"]["per_seed"] == {"3+4": {"ten_top1_error": 0.0, "ten_top5_error": 0.0}}
+    assert set(out["arms"]["ensemble-1"]["per_seed"]) == {"3", "4"} and "seeds 3, 4" in out["notes"][-1]
+    assert doc["arms"]["ensemble-1"]["per_seed"] == {"0": {"ten_top1_error": .3}}  # the input is not changed
+    doc["arms"]["workhorse"]["per_seed"]["4"]["ten_top1_error"] = .5
+    with pytest.raises(ValueError, match=r"seed4.npz: gives 25.00% top-1 error; the results file records 50.00%"):
+        with_kept_ensembles(doc, files)
+    del doc["arms"]["workhorse"]["per_seed"]["4"]
+    with pytest.raises(ValueError, match="seed4.npz: the results file has no workhorse seed 4"):
+        with_kept_ensembles(doc, files)
+    with pytest.raises(ValueError, match="seed3.npz: seed 3 is given twice"):
+        with_kept_ensembles(doc, [files[0], files[0]])
+    with pytest.raises(ValueError, match="net3.npz: not a kept-probabilities file name"):
+        with_kept_ensembles(doc, [tmp_path / "net3.npz"])
+
+
+def test_committed_kept_probabilities_are_the_committed_workhorse_nets() -> None:
+    """docs/results/probs/imagenette-128/ holds nets of docs/results/imagenette-128.json with their recorded
+    errors; where its ensemble rows were built from kept files, they recompute from them."""
+    from alexnet.experiments.imagenette128 import with_kept_ensembles
+
+    root = Path(__file__).resolve().parents[2] / "docs" / "results"
+    paths = sorted((root / "probs" / "imagenette-128").glob("*.npz"))
+    if not paths:
+        pytest.skip("no kept probabilities committed")
+    doc = record.load(root / "imagenette-128.json")
+    rebuilt = with_kept_ensembles(doc, paths)  # raises if a file is not a recorded net
+    if any("+" in choice for choice in doc["arms"].get("ensemble-2", {}).get("per_seed", {})):
+        for key, arm in rebuilt["arms"].items():
+            if key.startswith("ensemble-"):
+                for choice, values in arm["per_seed"].items():
+                    assert values == pytest.approx(doc["arms"][key]["per_seed"][choice]), (key, choice)

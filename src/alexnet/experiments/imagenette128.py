@@ -10,8 +10,11 @@ validation images) is read once per reported number.  Network and recipe: the
 Arms (``--param arms=workhorse,no-lrn,...``) are the paper's ablations on this
 workhorse: ``no-lrn`` (§3.3), ``pool2`` (§3.4), ``no-dropout`` (§4.2), ``one-column``
 (§3.2).  Per arm and seed: train (resumable), evaluate ``best.pt`` on val with the
-centre patch and ten patches.  The workhorse's seeds also give §6's ensembles (1..n
-nets averaged) and §6.1's colour statistic of conv1 per column.
+centre patch and ten patches.  The workhorse's seeds also give §6's ensembles (every
+choice of k of the n nets averaged) and §6.1's colour statistic of conv1 per column.
+Each workhorse net's ten-patch probabilities are kept as a small file
+(``probs_ten-workhorse-seed<S>.npz``: probabilities and labels) so that nets trained in
+different runs can be averaged later (``tools/ensemble_record.py``).
 
 Besides results.json/results.md and a plot, the run directory gets ``record.json``,
 a results file in :mod:`alexnet.experiments.record`'s format, to commit as
@@ -20,7 +23,12 @@ a results file in :mod:`alexnet.experiments.record`'s format, to commit as
 
 from __future__ import annotations
 
+import copy
+import itertools
+import re
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,7 +114,8 @@ def _seed(ctx: common.Context, arm: str, seed: int, store: Any, params: dict[str
         k = analyse_checkpoint(ctx.run_dir(sub) / "checkpoints" / best, ctx.out / f"conv1-{sub}.png")
         for c in k.get("per_column", []):
             values[f"colour_energy_column{c['column']}"] = c["colour_energy"]
-        np.save(ctx.out / f"probs_ten-{sub}.npy", np.load(_eval_dir(ctx, sub, best) / "probs_ten.npy"))
+        ev_dir = _eval_dir(ctx, sub, best)
+        save_net_probs(ctx.out / probs_name(seed), np.load(ev_dir / "probs_ten.npy"), np.load(ev_dir / "labels.npy"))
     return values
 
 
@@ -115,26 +124,100 @@ def _eval_dir(ctx: common.Context, sub: str, checkpoint: str) -> Any:
     return ctx.run_dir(sub) / ("eval-val" if checkpoint == "last.pt" else f"eval-val-{checkpoint.removesuffix('.pt')}")
 
 
-def _ensembles(ctx: common.Context, seeds: list[int]) -> dict[str, dict[str, Any]]:
-    """§6: the ten-patch probabilities of the first k workhorse nets averaged, k = 1..len(seeds)."""
+def probs_name(seed: int) -> str:
+    """The file name of a workhorse net's kept ten-patch probabilities."""
+    return f"probs_ten-workhorse-seed{seed}.npz"
+
+
+def save_net_probs(path: Path, probs: np.ndarray, labels: np.ndarray) -> Path:
+    """Keep one net's (N, C) ten-patch probabilities on val with their (N,) labels (float32, int16; ~80 KB
+    compressed for Imagenette's 3,925 images), so nets of different runs can be averaged (§6)."""
+    probs, labels = np.asarray(probs, dtype=np.float32), np.asarray(labels)
+    if probs.ndim != 2 or labels.shape != (probs.shape[0],):
+        raise ValueError(f"{path}: probabilities {probs.shape} and labels {labels.shape} do not match")
+    np.savez_compressed(path, probs=probs, labels=labels.astype(np.int16))
+    return path
+
+
+def load_net_probs(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(probs (N, C) float32, labels (N,) int64) of a file written by :func:`save_net_probs`."""
+    try:
+        with np.load(path) as f:
+            return f["probs"].astype(np.float32), f["labels"].astype(np.int64)
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(f"{path}: not a kept-probabilities file ({err})") from None
+
+
+def ensemble_arms(nets: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, Any]]:
+    """§6: for k = 1..n, every choice of k of the n nets (seed -> (probs, labels)) with its probabilities
+    averaged; the arm ``ensemble-k`` holds each choice's ten-patch errors, keyed by its seeds ("0+3").
+
+    §6 averages "the predictions of" the nets; the mean over choices uses every net equally, and its spread
+    shows how much the choice of nets matters (choices share nets, so they are not independent).
+    """
     from alexnet.inference.scoring import topk_error_rates
 
+    seeds = sorted(nets)
+    if not seeds:
+        return {}
+    labels = nets[seeds[0]][1]
+    for s in seeds[1:]:
+        if not np.array_equal(nets[s][1], labels):
+            raise ValueError(f"the net of seed {s} was evaluated on other images (or another order) than the "
+                             f"net of seed {seeds[0]}: their probabilities cannot be averaged")
     out: dict[str, dict[str, Any]] = {}
-    probs = [np.load(ctx.out / f"probs_ten-workhorse-seed{s}.npy") for s in seeds]
-    labels = None
-    for s in seeds:
-        for folder in ("eval-val-best", "eval-val"):
-            path = ctx.run_dir(f"workhorse-seed{s}") / folder / "labels.npy"
-            if path.is_file():
-                labels = np.load(path)
-                break
-    if labels is None:
-        return out
-    for k in range(1, len(seeds) + 1):
-        e1, e5 = topk_error_rates(np.mean(probs[:k], axis=0), labels)
-        out[f"ensemble-{k}"] = {"label": f"{k} net{'s' if k > 1 else ''} averaged (§6)",
-                                "per_seed": {"0": {"ten_top1_error": e1, "ten_top5_error": e5}}}
+    n = len(seeds)
+    for k in range(1, n + 1):
+        per: dict[str, Any] = {}
+        for choice in itertools.combinations(seeds, k):
+            e1, e5 = topk_error_rates(np.mean([nets[s][0] for s in choice], axis=0), labels)
+            per["+".join(map(str, choice))] = {"ten_top1_error": e1, "ten_top5_error": e5}
+        out[f"ensemble-{k}"] = {"label": f"{k} net{'s' if k > 1 else ''} averaged (§6; every choice of {k} of "
+                                         f"{n}: seeds {', '.join(map(str, seeds))})", "per_seed": per}
     return out
+
+
+def with_kept_ensembles(doc: dict[str, Any], paths: Sequence[Path]) -> dict[str, Any]:
+    """A copy of an imagenette-128 results document whose §6 ensemble rows are recomputed (:func:`ensemble_arms`)
+    from kept probability files (``probs_ten-workhorse-seed<S>.npz``), so nets of different runs are averaged.
+
+    Each file must be of a workhorse seed in the document and give that seed's recorded ten-patch top-1 error:
+    a file of another net (or another store) is refused, naming it.
+    """
+    from alexnet.inference.scoring import topk_error_rates
+
+    workhorse = doc.get("arms", {}).get("workhorse", {}).get("per_seed", {})
+    nets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for path in map(Path, paths):
+        match = re.fullmatch(r"probs_ten-workhorse-seed(\d+)\.npz", path.name)
+        if match is None:
+            raise ValueError(f"{path}: not a kept-probabilities file name (probs_ten-workhorse-seed<S>.npz)")
+        seed = int(match[1])
+        if seed in nets:
+            raise ValueError(f"{path}: seed {seed} is given twice")
+        recorded = workhorse.get(str(seed), {}).get("ten_top1_error")
+        if recorded is None:
+            raise ValueError(f"{path}: the results file has no workhorse seed {seed}")
+        nets[seed] = load_net_probs(path)
+        top1 = topk_error_rates(*nets[seed])[0]
+        if abs(top1 - recorded) > 1e-9:
+            raise ValueError(f"{path}: gives {top1:.2%} top-1 error; the results file records {recorded:.2%} "
+                             f"for workhorse seed {seed}")
+    out = copy.deepcopy(doc)
+    out["arms"] = {k: v for k, v in out["arms"].items() if not k.startswith("ensemble-")}
+    rows = [r for r in out["table"]["rows"] if not r.startswith("ensemble-")]
+    kept = ensemble_arms(nets)
+    out["arms"].update(kept)
+    at = rows.index("workhorse") + 1 if "workhorse" in rows else len(rows)
+    out["table"]["rows"] = rows[:at] + list(kept) + rows[at:]
+    out["notes"] = [*out.get("notes", []), f"§6's ensembles recomputed from the kept probabilities of workhorse "
+                    f"seeds {', '.join(map(str, sorted(nets)))} (tools/ensemble_record.py)."]
+    return out
+
+
+def _ensembles(ctx: common.Context, seeds: list[int]) -> dict[str, dict[str, Any]]:
+    """§6's ensembles of this run's workhorse nets, from their kept probabilities."""
+    return ensemble_arms({s: load_net_probs(ctx.out / probs_name(s)) for s in seeds})
 
 
 def _record(ctx: common.Context, seeds: list[int], arms: list[str], per_arm: dict[str, dict[str, Any]],
