@@ -55,6 +55,13 @@ def test_gains_are_paired_by_seed_and_positive_when_the_paper_wins(results: Path
     # the largest ensemble against one net: 0.20 - 0.17
     assert effects(doc, "ensemble") == pytest.approx({"0": 0.03})
     assert "3 nets" in doc["arms"]["ensemble"]["label"]
+    # §4.2: the val − train gap without dropout minus with it, paired by seed; only seeds measured in both
+    write(results, "imagenette-128", {"workhorse": seeds(s0={"overfit_centre_top1": 0.05},
+                                                         s1={"overfit_centre_top1": 0.06}, s2={}),
+                                      "no-dropout": seeds(s0={"overfit_centre_top1": 0.15},
+                                                          s1={"overfit_centre_top1": 0.12},
+                                                          s2={"overfit_centre_top1": 0.3})})
+    assert effects(claims.build(results), "overfit") == pytest.approx({"0": 0.10, "1": 0.06})
     # every choice of nets kept (imagenette128.ensemble_arms): the single nets' mean against all of them
     write(results, "imagenette-128", {"ensemble-1": seeds(s3={"ten_top1_error": 0.20}, s4={"ten_top1_error": 0.24}),
                                       "ensemble-2": {"per_seed": {"3+4": {"ten_top1_error": 0.18}}}})

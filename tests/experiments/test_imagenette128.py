@@ -36,6 +36,10 @@ def test_quick_workhorse_two_seeds_record_and_ensembles(tmp_path: Path, store: P
         assert values["checkpoint"] == "best.pt"  # decided on the holdout
         assert 0 <= values["ten_top1_error"] <= 1 and values["ten_top1_accuracy"] == 1 - values["ten_top1_error"]
         assert "colour_energy_column1" in values and "colour_energy_column2" in values
+        assert 0 <= values["train_centre_top1_error"] <= 1  # §4.2: the same net on its 96 training images
+        assert values["overfit_centre_top1"] == values["centre_top1_error"] - values["train_centre_top1_error"]
+    assert (out / "runs" / "workhorse-seed0" / "eval-train-best" / "eval.json").is_file()
+    assert json.loads((out / "runs" / "workhorse-seed0" / "eval-train-best" / "eval.json").read_text())["images"] == 96
     # one net "averaged" is that net's own ten-patch error; two nets are their kept probabilities averaged
     ones, twos = rec["arms"]["ensemble-1"]["per_seed"], rec["arms"]["ensemble-2"]["per_seed"]
     assert set(ones) == {"0", "1"} and set(twos) == {"0+1"}

@@ -93,9 +93,14 @@ def test_merge_unites_the_seeds_of_runs_made_apart() -> None:
                       "d": {"label": "D", "per_seed": {"3": {"err": 0.5}}}}
     second["seeds"], first["seeds"] = [3], [0, 1, 2]
     second["command"], second["notes"] = "c --first-seed 3", ["later"]
+    second["table"] = {"rows": [], "columns": [*first["table"]["columns"], {"metric": "gap", "label": "gap"}]}
     merged = record.merge([first, second])
+    # the later run's new column is appended once; its arms are rendered "not measured" where they lack it
+    assert [c["metric"] for c in merged["table"]["columns"]] == [*(c["metric"] for c in first["table"]["columns"]),
+                                                                 "gap"]
     # A over 0.10, 0.12, 0.14, 0.16: mean 0.13, sample std sqrt(0.0020 / 3) = 0.02582
-    assert "| A | 13.00% ± 2.58 (n = 4) |" in record.render(merged) and "| D | 50.00% (1 seed) |" in record.render(merged)
+    table = record.render(merged)
+    assert "| A | 13.00% ± 2.58 (n = 4) | not measured |" in table and "| D | 50.00% (1 seed) | not measured |" in table
     assert merged["seeds"] == [0, 1, 2, 3] and merged["commands"] == ["c", "c --first-seed 3"]
     assert merged["notes"] == ["later"] and merged["table"]["rows"] == ["a", "b", "c", "d"]
     assert first["arms"]["a"]["per_seed"].keys() == {"0", "1", "2"}  # the inputs are left as they were

@@ -10,7 +10,8 @@ validation images) is read once per reported number.  Network and recipe: the
 Arms (``--param arms=workhorse,no-lrn,...``) are the paper's ablations on this
 workhorse: ``no-lrn`` (§3.3), ``pool2`` (§3.4), ``no-dropout`` (§4.2), ``one-column``
 (§3.2).  Per arm and seed: train (resumable), evaluate ``best.pt`` on val with the
-centre patch and ten patches.  The workhorse's seeds also give §6's ensembles (every
+centre patch and ten patches, and on its training images with the centre patch (the
+val − train gap is §4.2's overfitting).  The workhorse's seeds also give §6's ensembles (every
 choice of k of the n nets averaged) and §6.1's colour statistic of conv1 per column.
 Each workhorse net's ten-patch probabilities are kept as a small file
 (``probs_ten-workhorse-seed<S>.npz``: probabilities and labels) so that nets trained in
@@ -101,7 +102,13 @@ def _seed(ctx: common.Context, arm: str, seed: int, store: Any, params: dict[str
     best = "best.pt" if (ctx.run_dir(sub) / "checkpoints" / "best.pt").is_file() else "last.pt"
     t0 = time.perf_counter()
     ev = subruns.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"), checkpoint=best)
+    # §4.2's overfitting: the same net's centre-patch error on its own training images (eval mode: no
+    # augmentation, no dropout); a derived test store has a train_eval subset, the full store the whole split
+    fit = subruns.evaluate_sub_run(ctx, sub, store, "train_eval" if "train_eval" in s.splits() else "train",
+                                   ("centre",), checkpoint=best)
     values: dict[str, Any] = {m: ev[m] for m in METRICS}
+    values.update(train_centre_top1_error=fit["centre_top1_error"],
+                  overfit_centre_top1=ev["centre_top1_error"] - fit["centre_top1_error"])
     values.update(ten_top1_accuracy=1 - ev["ten_top1_error"], train_seconds=done["wall_seconds"],
                   eval_seconds=round(time.perf_counter() - t0, 1), epochs=done["epochs_completed"],
                   steps=done["steps"], status=done["status"], checkpoint=best)
@@ -247,6 +254,10 @@ def _record(ctx: common.Context, seeds: list[int], arms: list[str], per_arm: dic
             "columns": [{"metric": "ten_top1_error", "label": "top-1 error, ten patches", "format": "pct"},
                         {"metric": "ten_top5_error", "label": "top-5 error, ten patches", "format": "pct"},
                         {"metric": "centre_top1_error", "label": "top-1 error, centre", "format": "pct"},
+                        {"metric": "train_centre_top1_error", "label": "train top-1 error, centre",
+                         "format": "pct"},
+                        {"metric": "overfit_centre_top1", "label": "val − train, centre (§4.2)",
+                         "format": "pct"},
                         {"metric": "wall_seconds", "label": "train + eval, s", "format": "int"}],
             "rows": list(doc_arms),
         },

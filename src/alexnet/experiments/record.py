@@ -171,8 +171,8 @@ def merge(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One results document from several runs of one experiment (seeds 0-1 in one run, seed 2 in another).
 
     The arms' per-seed values are united (an arm's seed measured in two documents is an error, so nothing is
-    silently replaced); the first document gives the question, table and verdicts, and every document's
-    command, environment and notes are kept, in order.
+    silently replaced); the first document gives the question, table and verdicts (a later document's columns
+    that the first lacks are appended), and every document's command, environment and notes are kept, in order.
     """
     if not docs:
         raise ValueError("no results documents to merge")
@@ -192,6 +192,9 @@ def merge(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 target["per_seed"][seed] = values
             if key not in out["table"]["rows"]:
                 out["table"]["rows"].append(key)
+        columns = out["table"].setdefault("columns", [])  # a later run may measure more: keep its columns
+        known = {c["metric"] for c in columns}
+        columns += [c for c in doc.get("table", {}).get("columns", []) if c["metric"] not in known]
         out["notes"] = [*out.get("notes", []), *doc.get("notes", [])]
     out["seeds"] = sorted({int(s) for d in docs for s in d.get("seeds", [])})
     return out
