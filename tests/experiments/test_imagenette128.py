@@ -38,6 +38,7 @@ def test_quick_workhorse_two_seeds_record_and_ensembles(tmp_path: Path, store: P
         assert "colour_energy_column1" in values and "colour_energy_column2" in values
         assert 0 <= values["train_centre_top1_error"] <= 1  # §4.2: the same net on its 96 training images
         assert values["overfit_centre_top1"] == values["centre_top1_error"] - values["train_centre_top1_error"]
+        assert values["lrn1_load_mean"] > 0 and values["lrn2_load_max"] >= values["lrn2_load_mean"] > 0
     assert (out / "runs" / "workhorse-seed0" / "eval-train-best" / "eval.json").is_file()
     assert json.loads((out / "runs" / "workhorse-seed0" / "eval-train-best" / "eval.json").read_text())["images"] == 96
     # one net "averaged" is that net's own ten-patch error; two nets are their kept probabilities averaged
@@ -65,6 +66,47 @@ def test_an_ablation_arm_alone_records_no_workhorse_goal(tmp_path: Path, store: 
     rec = record.load(out / "record.json")
     assert set(rec["arms"]) == {"one-column"} and rec["verdicts"] == []
     assert len(rec["notes"]) == 1 and rec["notes"][0].startswith("Budget `quick`")
+
+
+def test_lrn_load_is_what_the_layers_divide_by(tmp_path: Path, store: Path) -> None:
+    """§3.3: b = a / (k + α·Σa²)^β with k = 2, β = 0.75, so α·Σa²/k = (a / b)^(1/β) / k − 1, read off each LRN
+    layer's own input and output; an arm without LRN has no load."""
+    import torch
+
+    from alexnet.data.store import Store
+    from alexnet.experiments.imagenette128 import lrn_load
+    from alexnet.inference.trained import TrainedRun
+
+    out = tmp_path / "arms"
+    run_experiment("imagenette-128", budget="quick", out=out, seeds=1, stores={"imagenette-146": store},
+                   params=["train_images=0", "val_images=0", "batch_size=16", "arms=workhorse,no-lrn"],
+                   cache=tmp_path / "cache", threads=1)
+    assert not any(k.startswith("lrn") for k in record.load(out / "record.json")["arms"]["no-lrn"]["per_seed"]["0"])
+    checkpoint = out / "runs" / "workhorse-seed0" / "checkpoints" / "best.pt"
+    s = Store(store)
+    measured = lrn_load(checkpoint, s, images=8)
+    run = TrainedRun.open(checkpoint, device="cpu")
+    pixels = s.split("holdout").read(np.arange(8))  # the first 8 holdout images, centre patch, training mean off
+    x = run.augmentation(s.image_size).evaluate(pixels, "centre")
+    seen = {}
+    hooks = [getattr(run.model, name).register_forward_hook(
+        lambda m, i, o, name=name: seen.__setitem__(name, (i[0].float(), o.float()))) for name in ("lrn1", "lrn2")]
+    with torch.no_grad():
+        run.model.eval()(x)
+    for h in hooks:
+        h.remove()
+    for name, (a, b) in seen.items():
+        # §3.3's sum by a loop: maps max(0, i - n/2) .. min(N - 1, i + n/2) of the same column, n = 5
+        per_column = a.shape[1] // getattr(run.model, name).groups
+        load = torch.zeros_like(a)
+        for i in range(a.shape[1]):
+            first = i // per_column * per_column
+            load[:, i] = (a[:, max(first, i - 2):min(first + per_column - 1, i + 2) + 1] ** 2).sum(1)
+        load *= 1e-4 / 2  # α = 1e-4, k = 2
+        assert measured[f"{name}_load_mean"] == pytest.approx(float(load.mean()), rel=1e-4), name
+        assert measured[f"{name}_load_max"] == pytest.approx(float(load.max()), rel=1e-4), name
+        keep = a.abs() > 1e-3  # where a is 0 (after ReLU), so is b and the ratio says nothing
+        assert torch.allclose((a[keep] / b[keep]) ** (1 / 0.75) / 2 - 1, load[keep], rtol=1e-3, atol=1e-5), name
 
 
 def test_unknown_arm_is_one_line(tmp_path: Path, store: Path) -> None:

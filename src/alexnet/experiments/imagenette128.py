@@ -11,7 +11,8 @@ Arms (``--param arms=workhorse,no-lrn,...``) are the paper's ablations on this
 workhorse: ``no-lrn`` (§3.3), ``pool2`` (§3.4), ``no-dropout`` (§4.2), ``one-column``
 (§3.2).  Per arm and seed: train (resumable), evaluate ``best.pt`` on val with the
 centre patch and ten patches, and on its training images with the centre patch (the
-val − train gap is §4.2's overfitting).  The workhorse's seeds also give §6's ensembles (every
+val − train gap is §4.2's overfitting), and the load of its LRN layers (α·Σa²/k on holdout images: does
+the divisor vary, or does the layer only rescale?).  The workhorse's seeds also give §6's ensembles (every
 choice of k of the n nets averaged) and §6.1's colour statistic of conv1 per column.
 Each workhorse net's ten-patch probabilities are kept as a small file
 (``probs_ten-workhorse-seed<S>.npz``: probabilities and labels) so that nets trained in
@@ -109,6 +110,7 @@ def _seed(ctx: common.Context, arm: str, seed: int, store: Any, params: dict[str
     values: dict[str, Any] = {m: ev[m] for m in METRICS}
     values.update(train_centre_top1_error=fit["centre_top1_error"],
                   overfit_centre_top1=ev["centre_top1_error"] - fit["centre_top1_error"])
+    values.update(lrn_load(ctx.run_dir(sub) / "checkpoints" / best, s))
     values.update(ten_top1_accuracy=1 - ev["ten_top1_error"], train_seconds=done["wall_seconds"],
                   eval_seconds=round(time.perf_counter() - t0, 1), epochs=done["epochs_completed"],
                   steps=done["steps"], status=done["status"], checkpoint=best)
@@ -124,6 +126,28 @@ def _seed(ctx: common.Context, arm: str, seed: int, store: Any, params: dict[str
         ev_dir = _eval_dir(ctx, sub, best)
         save_net_probs(ctx.out / probs_name(seed), np.load(ev_dir / "probs_ten.npy"), np.load(ev_dir / "labels.npy"))
     return values
+
+
+def lrn_load(checkpoint: Path, store: Any, images: int = 500) -> dict[str, float]:
+    """§3.3's LRN at work in a trained net: α·Σa²/k of each LRN layer (mean and max over images, maps and
+    positions; :func:`alexnet.experiments.smallnet.lrn_statistics`) on the first ``images`` of the decision
+    split (holdout, else train) with the centre patch, as the net sees them in evaluation.
+
+    The layer divides by k^β·(1 + α·Σa²/k)^β: a mean far below 1 would mean that it only rescales, and an
+    ablation without it would test nothing.  Keys ``<layer>_load_mean`` and ``<layer>_load_max``; none for a
+    net without LRN.
+    """
+    from alexnet.data.batches import EvalBatches
+    from alexnet.experiments.smallnet import lrn_statistics
+    from alexnet.inference.trained import TrainedRun
+
+    run = TrainedRun.open(checkpoint, device="cpu")
+    part = store.split("holdout" if "holdout" in store.splits() else "train")
+    x, _, _ = EvalBatches(part, batch_size=min(images, len(part)), augment=run.augmentation(store.image_size))[0]
+    out: dict[str, float] = {}
+    for layer, stat in lrn_statistics(run.model, x).items():
+        out[f"{layer}_load_mean"], out[f"{layer}_load_max"] = stat["mean"], stat["max"]
+    return out
 
 
 def _eval_dir(ctx: common.Context, sub: str, checkpoint: str) -> Any:
@@ -258,6 +282,8 @@ def _record(ctx: common.Context, seeds: list[int], arms: list[str], per_arm: dic
                          "format": "pct"},
                         {"metric": "overfit_centre_top1", "label": "val − train, centre (§4.2)",
                          "format": "pct"},
+                        {"metric": "lrn1_load_mean", "label": "α·Σa²/k, lrn1 (mean, §3.3)", "format": "num"},
+                        {"metric": "lrn2_load_mean", "label": "α·Σa²/k, lrn2 (mean)", "format": "num"},
                         {"metric": "wall_seconds", "label": "train + eval, s", "format": "int"}],
             "rows": list(doc_arms),
         },
