@@ -53,6 +53,14 @@ def test_quick_workhorse_two_seeds_record_and_ensembles(tmp_path: Path, store: P
     wrong = np.mean(mean.argmax(1) != kept[0]["labels"])
     assert twos["0+1"]["ten_top1_error"] == pytest.approx(wrong)
     assert record.render(rec) in doc["table"]
+    # a rerun reads every evaluation from its cache: the record keeps the first evaluation's seconds
+    (out / "runs" / "workhorse-seed0" / "eval_seconds.json").write_text('{"eval_seconds": 1234.5}')
+    run_experiment("imagenette-128", budget="quick", out=out, seeds=2, stores={"imagenette-146": store},
+                   params=["train_images=0", "val_images=0", "batch_size=16"], cache=tmp_path / "cache", threads=1)
+    again = record.load(out / "record.json")["arms"]["workhorse"]["per_seed"]
+    assert again["0"]["eval_seconds"] == 1234.5
+    assert again["0"]["wall_seconds"] == pytest.approx(seeds["0"]["train_seconds"] + 1234.5)
+    assert again["1"]["eval_seconds"] == seeds["1"]["eval_seconds"]
     events = [json.loads(line) for line in (out / "runs" / "workhorse-seed0" / "metrics.jsonl").read_text().splitlines()]
     assert [e["split"] for e in events if e.get("event") == "decision_split"] == ["holdout"]
 
