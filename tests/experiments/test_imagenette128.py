@@ -54,13 +54,15 @@ def test_quick_workhorse_two_seeds_record_and_ensembles(tmp_path: Path, store: P
     assert twos["0+1"]["ten_top1_error"] == pytest.approx(wrong)
     assert record.render(rec) in doc["table"]
     # a rerun reads every evaluation from its cache: the record keeps the first evaluation's seconds
-    (out / "runs" / "workhorse-seed0" / "eval_seconds.json").write_text('{"eval_seconds": 1234.5}')
+    for folder, seconds in (("eval-val-best", 1000.0), ("eval-train-best", 234.5)):
+        cached = out / "runs" / "workhorse-seed0" / folder / "eval.json"
+        cached.write_text(json.dumps({**json.loads(cached.read_text()), "seconds": seconds}))
     run_experiment("imagenette-128", budget="quick", out=out, seeds=2, stores={"imagenette-146": store},
                    params=["train_images=0", "val_images=0", "batch_size=16"], cache=tmp_path / "cache", threads=1)
     again = record.load(out / "record.json")["arms"]["workhorse"]["per_seed"]
     assert again["0"]["eval_seconds"] == 1234.5
     assert again["0"]["wall_seconds"] == pytest.approx(seeds["0"]["train_seconds"] + 1234.5)
-    assert again["1"]["eval_seconds"] == seeds["1"]["eval_seconds"]
+    assert again["1"]["eval_seconds"] == seeds["1"]["eval_seconds"] > 0  # cached with its evaluation
     events = [json.loads(line) for line in (out / "runs" / "workhorse-seed0" / "metrics.jsonl").read_text().splitlines()]
     assert [e["split"] for e in events if e.get("event") == "decision_split"] == ["holdout"]
 

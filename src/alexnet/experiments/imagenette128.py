@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -102,7 +101,6 @@ def _seed(ctx: common.Context, arm: str, seed: int, store: Any, params: dict[str
     sub = f"{arm}-seed{seed}"
     done = subruns.train_sub_run(ctx, sub, config)
     best = "best.pt" if (ctx.run_dir(sub) / "checkpoints" / "best.pt").is_file() else "last.pt"
-    t0 = time.perf_counter()
     ev = subruns.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"), checkpoint=best)
     # §4.2's overfitting: the same net's centre-patch error on its own training images (eval mode: no
     # augmentation, no dropout); a derived test store has a train_eval subset, the full store the whole split
@@ -113,7 +111,7 @@ def _seed(ctx: common.Context, arm: str, seed: int, store: Any, params: dict[str
                   overfit_centre_top1=ev["centre_top1_error"] - fit["centre_top1_error"])
     values.update(lrn_load(ctx.run_dir(sub) / "checkpoints" / best, s))
     values.update(ten_top1_accuracy=1 - ev["ten_top1_error"], train_seconds=done["wall_seconds"],
-                  eval_seconds=_eval_seconds(ctx.run_dir(sub), time.perf_counter() - t0),
+                  eval_seconds=round(ev.get("seconds", 0.0) + fit.get("seconds", 0.0), 1),  # as first measured
                   epochs=done["epochs_completed"], steps=done["steps"], status=done["status"], checkpoint=best)
     values["wall_seconds"] = round(values["train_seconds"] + values["eval_seconds"], 1)
     if ax is not None:
@@ -151,16 +149,6 @@ def lrn_load(checkpoint: Path, store: Any, images: int = 500) -> dict[str, float
     return out
 
 
-def _eval_seconds(run_dir: Path, measured: float) -> float:
-    """The evaluation's seconds as first measured: a rerun reads cached evaluations in moments, and its own
-    time would understate the seed's wall time (kept in ``run_dir/eval_seconds.json``)."""
-    path = run_dir / "eval_seconds.json"
-    if path.is_file():
-        return float(json.loads(path.read_text())["eval_seconds"])
-    path.write_text(json.dumps({"eval_seconds": round(measured, 1)}))
-    return round(measured, 1)
-
-
 def _eval_dir(ctx: common.Context, sub: str, checkpoint: str) -> Any:
     """Where :func:`subruns.evaluate_sub_run` saved a checkpoint's evaluation on val."""
     return ctx.run_dir(sub) / ("eval-val" if checkpoint == "last.pt" else f"eval-val-{checkpoint.removesuffix('.pt')}")
@@ -172,7 +160,7 @@ def probs_name(seed: int) -> str:
 
 
 def save_net_probs(path: Path, probs: np.ndarray, labels: np.ndarray) -> Path:
-    """Keep one net's (N, C) ten-patch probabilities on val with their (N,) labels (float32, int16; ~80 KB
+    """Keep one net's (N, C) ten-patch probabilities on val with their (N,) labels (float32, int16; ~150 KB
     compressed for Imagenette's 3,925 images), so nets of different runs can be averaged (§6)."""
     probs, labels = np.asarray(probs, dtype=np.float32), np.asarray(labels)
     if probs.ndim != 2 or labels.shape != (probs.shape[0],):

@@ -62,7 +62,8 @@ def train_sub_run(ctx: Context, sub: str, config: Any) -> dict[str, Any]:
 def evaluate_sub_run(ctx: Context, sub: str, store: Path, split: str,
                      modes: tuple[str, ...] = ("centre",), checkpoint: str = "last.pt") -> dict[str, Any]:
     """Evaluate a sub-run's ``checkpoint`` (``last.pt``, or ``best.pt``: the best by the decision split)
-    on ``split``; cached in ``runs/<sub>/eval-<split>/`` (``eval-<split>-best`` for best.pt)."""
+    on ``split``; cached in ``runs/<sub>/eval-<split>/`` (``eval-<split>-best`` for best.pt), with the
+    seconds the evaluation took (``seconds``), so that a rerun reading the cache still reports them."""
     from alexnet.inference.evaluate import evaluate_checkpoint
 
     run_dir = ctx.run_dir(sub)
@@ -73,9 +74,13 @@ def evaluate_sub_run(ctx: Context, sub: str, store: Path, split: str,
         if all(f"{m}_top1_error" in data for m in modes):
             return data
     source = run_dir / "checkpoints" / checkpoint
+    t0 = time.perf_counter()
     evaluate_checkpoint(source, store, split=split, out=out, modes=modes, batch_size=128, device="cpu",
                         progress=ctx.progress)
-    return json.loads(summary.read_text())
+    data = json.loads(summary.read_text())
+    data["seconds"] = round(time.perf_counter() - t0, 1)
+    summary.write_text(json.dumps(data, indent=2))
+    return data
 
 
 def seed_record(done: dict[str, Any], ev: dict[str, Any], errors: Sequence[str], images_key: str,
