@@ -178,6 +178,19 @@ def test_kept_probabilities_of_two_runs_rebuild_the_ensemble_rows(tmp_path: Path
         with_kept_ensembles(doc, [tmp_path / "net3.npz"])
 
 
+def test_kept_probabilities_file_names_round_trip_their_seed() -> None:
+    """The seed read back from a kept file's name is the one it was written with; names that the writer never
+    produces (leading zeros, a sign, another prefix or suffix) read as no seed."""
+    from alexnet.experiments.imagenette128 import probs_name, probs_seed
+
+    for seed in (0, 3, 12):
+        assert probs_seed(probs_name(seed)) == seed
+    assert probs_name(7) == "probs_ten-workhorse-seed7.npz"  # the committed files' names
+    for name in ("probs_ten-workhorse-seed03.npz", "probs_ten-workhorse-seed+3.npz", "probs_ten-workhorse-seed.npz",
+                 "probs_ten-workhorse-seed3.npy", "probs_centre-workhorse-seed3.npz", "probs_ten-no-lrn-seed3.npz"):
+        assert probs_seed(name) is None, name
+
+
 def test_committed_kept_probabilities_are_the_committed_workhorse_nets() -> None:
     """docs/results/probs/imagenette-128/ holds nets of docs/results/imagenette-128.json with their recorded
     errors; where its ensemble rows were built from kept files, they recompute from them."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -154,9 +153,19 @@ def _eval_dir(ctx: common.Context, sub: str, checkpoint: str) -> Any:
     return ctx.run_dir(sub) / ("eval-val" if checkpoint == "last.pt" else f"eval-val-{checkpoint.removesuffix('.pt')}")
 
 
+_PROBS_PREFIX, _PROBS_SUFFIX = "probs_ten-workhorse-seed", ".npz"
+
+
 def probs_name(seed: int) -> str:
     """The file name of a workhorse net's kept ten-patch probabilities."""
-    return f"probs_ten-workhorse-seed{seed}.npz"
+    return f"{_PROBS_PREFIX}{seed}{_PROBS_SUFFIX}"
+
+
+def probs_seed(name: str) -> int | None:
+    """The seed in a file name written by :func:`probs_name`, or None for any other name."""
+    digits = name.removeprefix(_PROBS_PREFIX).removesuffix(_PROBS_SUFFIX)
+    # "seed03" or "seed+3" are not names probs_name writes: only canonical digits round-trip.
+    return int(digits) if digits.isdigit() and probs_name(int(digits)) == name else None
 
 
 def save_net_probs(path: Path, probs: np.ndarray, labels: np.ndarray) -> Path:
@@ -219,10 +228,9 @@ def with_kept_ensembles(doc: dict[str, Any], paths: Sequence[Path]) -> dict[str,
     workhorse = doc.get("arms", {}).get("workhorse", {}).get("per_seed", {})
     nets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for path in map(Path, paths):
-        match = re.fullmatch(r"probs_ten-workhorse-seed(\d+)\.npz", path.name)
-        if match is None:
-            raise ValueError(f"{path}: not a kept-probabilities file name (probs_ten-workhorse-seed<S>.npz)")
-        seed = int(match[1])
+        seed = probs_seed(path.name)
+        if seed is None:
+            raise ValueError(f"{path}: not a kept-probabilities file name ({_PROBS_PREFIX}<S>{_PROBS_SUFFIX})")
         if seed in nets:
             raise ValueError(f"{path}: seed {seed} is given twice")
         recorded = workhorse.get(str(seed), {}).get("ten_top1_error")
