@@ -381,3 +381,66 @@ def test_the_plot_draws_each_seeds_curve_per_arm_against_epochs(tmp_path: Path, 
         lr_relu, lr_tanh = curves[f"{arm}/relu"][0]["lr"], curves[f"{arm}/tanh"][0]["lr"]
         assert labelled == {f"ReLU lr {lr_relu:g}": curves[f"{arm}/relu"][0]["trailing_train_error"],
                             f"tanh lr {lr_tanh:g}": curves[f"{arm}/tanh"][0]["trailing_train_error"]}
+
+
+def test_kept_sub_runs_carry_an_interrupted_experiment_to_another_run_folder(tmp_path: Path, cifar: Path,
+                                                                            monkeypatch) -> None:
+    """``--keep``: every finished sub-run's result is copied to the keep folder as it finishes, so an experiment
+    interrupted on one machine (its run folder lost) continues elsewhere, training only what had not finished,
+    and ends with the record an uninterrupted run writes. A folder kept with other parameters is refused."""
+    from alexnet.errors import UserError
+    from alexnet.experiments import record, relu_tanh
+
+    trained: list[str] = []
+    budget = {"n": 10 ** 9}
+
+    def fake_train_small(run_dir, cfg, train, log=None):
+        if (run_dir / "result.json").is_file():  # as train_small: a finished run is read back
+            return json.loads((run_dir / "result.json").read_text())
+        if len(trained) >= budget["n"]:
+            raise KeyboardInterrupt  # the machine goes away
+        trained.append(run_dir.name)
+        step = REACHED[(cfg.activation, cfg.lr, cfg.seed)]
+        diverged = step == "x"
+        step = None if diverged else step
+        r = {"reached_step": step, "reached_epoch": None if step is None else step / 10, "diverged": diverged,
+             "stuck_at_chance": False, "final_trailing_train_error": 0.25 if step else 0.4, "seconds_per_step": 0.01,
+             "steps": step or cfg.steps, "trailing_train_error": [0.9, 0.25], "trailing_every": 1,
+             "steps_per_epoch": 10, "train_images": 160, "wall_seconds": 1.0}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "result.json").write_text(json.dumps(r))
+        return r
+
+    monkeypatch.setattr(relu_tanh, "train_small", fake_train_small)
+    params = ["max_steps=1000", "modern_lrs=[0.01, 0.03]", "paper_lrs=[0.01, 0.03]", "train_images=0",
+              "max_extensions=4", "arms=paper"]
+
+    def experiment(out: str, extra: list[str] = ()) -> dict:
+        return run_experiment("relu-tanh", budget="quick", out=tmp_path / out, seeds=3, params=params + list(extra),
+                              stores={"cifar10-32": cifar}, cache=tmp_path / "cache", threads=1,
+                              keep=tmp_path / "kept")
+
+    budget["n"] = 5
+    with pytest.raises(KeyboardInterrupt):
+        experiment("first-machine")
+    first = list(trained)
+    assert len(first) == 5 and sorted(p.name for p in (tmp_path / "kept").iterdir() if p.is_dir()) == sorted(first)
+    budget["n"] = 10 ** 9
+    experiment("second-machine")
+    assert not set(trained[5:]) & set(first) and len(trained) == 11  # 4 + 3 sweep points, 2 + 2 more seeds
+    trained.clear()
+    experiment("third-machine")  # everything kept: nothing trains
+    assert trained == []
+    run_experiment("relu-tanh", budget="quick", out=tmp_path / "whole", seeds=3, params=params,
+                   stores={"cifar10-32": cifar}, cache=tmp_path / "cache", threads=1)  # no interruption, no keep
+    for name in ("second-machine", "third-machine"):
+        kept = record.load(tmp_path / name / "record.json")
+        whole = record.load(tmp_path / "whole" / "record.json")
+        assert kept["arms"] == whole["arms"] and kept["sweeps"] == whole["sweeps"], name
+    with pytest.raises(UserError, match=r"kept keeps sub-runs made with max_steps=1000, this run has max_steps=900"):
+        experiment("fourth", ["max_steps=900"])
+    with pytest.raises(UserError, match=r"kept keeps sub-runs of budget 'quick', not 'full'"):
+        run_experiment("relu-tanh", budget="full", out=tmp_path / "f", keep=tmp_path / "kept")
+    with pytest.raises(UserError, match=r"^keep: imagenette-128 cannot keep its sub-runs in a folder; experiments "
+                                        r"that can: relu-tanh$"):
+        run_experiment("imagenette-128", budget="quick", out=tmp_path / "i", keep=tmp_path / "kept2")

@@ -255,11 +255,32 @@ def test_trailing_errors_are_means_over_the_window_and_thinned_to_400_points(tmp
 
 
 def test_a_finished_run_is_read_back_not_trained_again(tmp_path: Path, tiny) -> None:
+    """A result made with this configuration (threads and checkpoint spacing aside, which change nothing it
+    computes) is read back; one made with another rate, seed or data is refused, naming the file and the field."""
+    from dataclasses import asdict
+
+    from alexnet.errors import UserError
+
     run = tmp_path / "run"
     run.mkdir()
-    (run / "result.json").write_text(json.dumps({"steps": 123, "marker": "kept"}))
-    assert train_small(run, _cfg(), _data()) == {"steps": 123, "marker": "kept"}
+    made = {**asdict(_cfg()), "threads": 7, "checkpoint_every": 3}
+    (run / "result.json").write_text(json.dumps({"config": made, "steps": 123, "marker": "kept", "train_images": 8}))
+    assert train_small(run, _cfg(), _data())["marker"] == "kept"
     assert not (run / "model.pt").exists()
+    with pytest.raises(UserError, match=r"run/result.json: finished with lr=.*, this run asks for lr=0.125"):
+        train_small(run, _cfg(lr=0.125), _data())
+    with pytest.raises(UserError, match=r"finished with seed=0, this run asks for seed=3"):
+        train_small(run, _cfg(seed=3), _data())
+    with pytest.raises(UserError, match=r"run/result.json: finished on 8 training images, this run has 12"):
+        train_small(run, _cfg(), _data(12))
+    del made["stats_every"]  # a field newer than the result: it was made with the default
+    (run / "result.json").write_text(json.dumps({"config": made, "marker": "old", "train_images": 8}))
+    assert train_small(run, _cfg(), _data())["marker"] == "old"
+    with pytest.raises(UserError, match=r"finished with stats_every=0, this run asks for stats_every=5"):
+        train_small(run, _cfg(stats_every=5), _data())
+    (run / "result.json").write_text("{\"steps\": 1}")
+    with pytest.raises(UserError, match=r"run/result.json: not a finished small-network result"):
+        train_small(run, _cfg(), _data())
 
 
 def test_threads_are_set_only_when_asked(tmp_path: Path, monkeypatch, tiny) -> None:

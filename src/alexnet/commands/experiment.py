@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
         extra["data_root"] = Path(args.data_root)
     if args.cache:
         extra["cache"] = Path(args.cache)
+    if args.keep:
+        extra["keep"] = Path(args.keep)
     doc = run_experiment(args.name, budget=args.budget, out=args.out, seeds=args.seeds, params=args.param,
                          stores=stores, first_seed=args.first_seed, progress=not args.quiet, threads=args.threads,
                          workers=args.workers, **extra)
@@ -51,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache", help="where prepared stores are cached (default ~/.cache/alexnet/stores)")
     parser.add_argument("--store", action="append", metavar="DATASET=STORE",
                         help="use an existing store for a dataset (cifar10-32, fashion-mnist-32, imagenette-256)")
+    parser.add_argument("--keep", metavar="FOLDER",
+                        help="also keep each finished sub-run's result in FOLDER and reuse those found there, so a "
+                             "long experiment (relu-tanh) continues on another machine or in another --out")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--workers", type=int, default=0, help="data loader workers for the paper's network")
     parser.add_argument("--list", action="store_true", help="list the experiments")

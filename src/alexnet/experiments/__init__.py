@@ -67,4 +67,12 @@ def run_experiment(name: str, *, budget: str = "quick", out: str | Path | None =
     p = parameters(name, budget, params)
     out = Path(out) if out is not None else Path("runs") / "experiments" / f"{name}-{budget}"
     ctx = Context(name=name, out=out, budget=budget, seeds=seeds, **context)
+    if ctx.keep is not None:
+        from alexnet.experiments.common import open_keep
+
+        if not getattr(mod, "KEEPS_SUB_RUNS", False):
+            raise UserError(f"{name} cannot keep its sub-runs in a folder; experiments that can: "
+                            f"{', '.join(n for n in REGISTRY if getattr(module(n), 'KEEPS_SUB_RUNS', False))}",
+                            key="keep")
+        open_keep(ctx, p)
     return mod.run(ctx, p)

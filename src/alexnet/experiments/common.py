@@ -11,6 +11,17 @@ An experiment writes into its run directory ``OUT``::
 A sub-run that finished (``done.json`` / ``result.json`` present) is skipped when
 the experiment is run again; an interrupted one continues from its last
 checkpoint (``alexnet train --resume`` machinery for the paper's network).
+
+Experiments whose sub-runs are small networks measured by their ``result.json`` alone
+(``KEEPS_SUB_RUNS`` in the module) can also keep each finished sub-run's result in a
+folder outside OUT (``--keep KEEP``, e.g. one committed beside the results files)::
+
+    KEEP/experiment.json  experiment, budget and parameters it was made with
+    KEEP/<sub>/result.json
+
+and a later invocation with another OUT (a new machine) restores them instead of
+training again, so an experiment of many CPU hours can be finished over several
+sessions.
 """
 
 from __future__ import annotations
@@ -70,6 +81,7 @@ class Context:
     log: Callable[[str], None] = _log
     started: float = field(default_factory=time.perf_counter)
     runs: int = 0  # sub-runs trained or reused
+    keep: Path | None = None  # finished sub-runs' results kept here too (and restored from here): KEEPS_SUB_RUNS
 
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
@@ -81,6 +93,7 @@ class Context:
         self.out = Path(self.out)
         self.data_root = Path(self.data_root)
         self.cache = Path(self.cache)
+        self.keep = None if self.keep is None else Path(self.keep)
 
     @property
     def quick(self) -> bool:
@@ -92,6 +105,66 @@ class Context:
 
     def run_dir(self, sub: str) -> Path:
         return self.out / "runs" / sub
+
+
+# --------------------------------------------------------------------------- kept sub-runs
+
+#: The one file a kept sub-run consists of (see the module docstring).
+KEPT_RESULT = "result.json"
+
+
+def open_keep(ctx: Context, params: dict[str, Any]) -> None:
+    """Make (or check) ``ctx.keep`` for this experiment, budget and parameters; one line naming the folder and
+    the first difference when it holds another experiment's sub-runs (whose results would then be wrong here)."""
+    if ctx.keep is None:
+        return
+    if ctx.keep.exists() and not ctx.keep.is_dir():
+        raise UserError(f"{ctx.keep}: not a folder", key="keep")
+    info = {"experiment": ctx.name, "budget": ctx.budget, "params": params}
+    path = ctx.keep / "experiment.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: not readable as JSON ({e})", key="keep") from None
+        for key in ("experiment", "budget"):
+            if old.get(key) != info[key]:
+                raise UserError(f"{ctx.keep} keeps sub-runs of {key} {old.get(key)!r}, not {info[key]!r}; "
+                                f"use another folder", key="keep")
+        old_params = old.get("params", {})
+        for key in sorted(set(old_params) | set(params)):
+            if old_params.get(key) != params.get(key):
+                raise UserError(f"{ctx.keep} keeps sub-runs made with {key}={old_params.get(key)!r}, this run has "
+                                f"{key}={params.get(key)!r}; use another folder", key="keep")
+        return
+    ctx.keep.mkdir(parents=True, exist_ok=True)
+    _write_text(path, json.dumps(info, indent=2) + "\n")
+
+
+def restore_kept(ctx: Context, sub: str) -> None:
+    """Before a sub-run: copy its kept result into ``OUT/runs/<sub>/`` unless that holds one already."""
+    if ctx.keep is None:
+        return
+    kept, here = ctx.keep / sub / KEPT_RESULT, ctx.run_dir(sub) / KEPT_RESULT
+    if kept.is_file() and not here.is_file():
+        here.parent.mkdir(parents=True, exist_ok=True)
+        _write_text(here, kept.read_text())
+
+
+def keep_finished(ctx: Context, sub: str) -> None:
+    """After a sub-run: copy its result into ``KEEP/<sub>/`` (atomically: an interrupted copy leaves none)."""
+    if ctx.keep is None:
+        return
+    here, kept = ctx.run_dir(sub) / KEPT_RESULT, ctx.keep / sub / KEPT_RESULT
+    if here.is_file() and (not kept.is_file() or kept.read_text() != here.read_text()):
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        _write_text(kept, here.read_text())
+
+
+def _write_text(path: Path, text: str) -> None:
+    from alexnet.runtime import atomic_write
+
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 # --------------------------------------------------------------------------- outputs

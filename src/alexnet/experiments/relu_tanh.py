@@ -39,6 +39,8 @@ from alexnet.paper import CIFAR
 DESCRIPTION = (f"Figure 1: ReLU vs tanh, four-layer CNN on CIFAR-10, iterations to "
                f"{CIFAR.relu_tanh_target_train_error:.0%} training error (rate sweeps that bracket the fastest)")
 SEEDS = {"quick": 1, "full": 3}
+#: a sub-run is its result.json alone: ``--keep`` can carry finished ones to a later session (common.keep_finished)
+KEEPS_SUB_RUNS = True
 #: arm -> (input scale, initialisation, label)
 ARMS: dict[str, tuple[str, str, str]] = {
     "paper": ("raw", "cuda-convnet", "paper's conditions (0-255 inputs, layers-18pct init)"),
@@ -112,7 +114,9 @@ def _train(ctx: common.Context, params: dict[str, Any], data: Any, arm: str, act
                    seed=seed, window=int(params["window"]), stop_at_error=CIFAR.relu_tanh_target_train_error,
                    threads=ctx.threads, init=ARMS[arm][1], give_up_after=int(params["give_up_after"]))
     ctx.runs += 1
+    common.restore_kept(ctx, sub)
     r = train_small(ctx.run_dir(sub), cfg, data, log=ctx.log if ctx.progress else None)
+    common.keep_finished(ctx, sub)
     return {"sub": sub, "arm": arm, "activation": act, "lr": float(lr), "seed": seed, **r}
 
 

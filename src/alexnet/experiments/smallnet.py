@@ -185,7 +185,7 @@ def train_small(run_dir: Path, cfg: SmallRun, train: tuple[Tensor, Tensor],
     run_dir = Path(run_dir)
     result_path = run_dir / "result.json"
     if result_path.is_file():
-        return json.loads(result_path.read_text())
+        return _finished_result(result_path, cfg, int(train[0].shape[0]))
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -292,6 +292,31 @@ def train_small(run_dir: Path, cfg: SmallRun, train: tuple[Tensor, Tensor],
         result["test_images"] = int(test[0].shape[0])
     result_path.write_text(json.dumps(result, indent=2))
     ckpt.unlink(missing_ok=True)
+    return result
+
+
+#: SmallRun fields that do not change what a run computes: a finished run made with others is still this run.
+RESULT_NEUTRAL_FIELDS = ("threads", "checkpoint_every")
+
+
+def _finished_result(path: Path, cfg: SmallRun, train_images: int) -> dict[str, Any]:
+    """A finished run's result, read back; one line naming the file and the first field in which it was made
+    differently (a result kept from another configuration or data would be reported as this run's)."""
+    try:
+        result = json.loads(path.read_text())
+        made = dict(result["config"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: not a finished small-network result ({type(e).__name__}: {e}); remove it to "
+                        f"train again") from None
+    wanted, default = asdict(cfg), asdict(SmallRun())
+    for key in sorted(set(made) | set(wanted)):
+        was = made.get(key, default.get(key))  # a field newer than the result was, when it was made, its default
+        if key not in RESULT_NEUTRAL_FIELDS and was != wanted.get(key):
+            raise UserError(f"{path}: finished with {key}={was!r}, this run asks for "
+                            f"{key}={wanted.get(key)!r}; use another run folder")
+    if result.get("train_images", train_images) != train_images:
+        raise UserError(f"{path}: finished on {result['train_images']} training images, this run has "
+                        f"{train_images}; use another run folder")
     return result
 
 
