@@ -318,9 +318,9 @@ def test_budget_mismatch_and_cli(tmp_path, stores, capsys):
                  f"cifar10-32={stores['cifar10-32']}"]) == 2
     assert "quick run" in capsys.readouterr().err
     assert main(["experiment", "nonesuch"]) == 2
-    assert main(["experiment", "lrn", "--out", str(tmp_path / "k"), "--keep", str(tmp_path / "kept")]) == 2
+    assert main(["experiment", "ablations", "--out", str(tmp_path / "k"), "--keep", str(tmp_path / "kept")]) == 2
     assert capsys.readouterr().err.strip().endswith(
-        "--keep: lrn cannot keep its sub-runs in a folder; experiments that can: relu-tanh")
+        "--keep: ablations cannot keep its sub-runs in a folder; experiments that can: relu-tanh, lrn")
     (tmp_path / "kept-file").write_text("x")
     assert main(["experiment", "relu-tanh", "--out", str(tmp_path / "k"), "--keep", str(tmp_path / "kept-file")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"--keep: {tmp_path / 'kept-file'}: not a folder")

@@ -179,6 +179,45 @@ def test_lrn_quick_writes_a_record_with_the_statistic_per_seed(tmp_path: Path, c
     assert json.dumps(again["arms"], sort_keys=True) == json.dumps(json.loads(before)["arms"], sort_keys=True)
 
 
+def test_kept_sub_runs_and_their_test_figures_finish_the_experiment_elsewhere(tmp_path: Path, cifar: Path,
+                                                                            monkeypatch) -> None:
+    """``--keep``: a new run folder with the kept results trains nothing and writes the same record; a reported
+    run kept without its once-read test figures (its weights are not kept) is trained again, to the same values."""
+    from alexnet.experiments import lrn
+
+    trained: list[str] = []
+    real = lrn.train_small
+
+    def counting(run_dir, *a, **k):
+        if not (run_dir / "result.json").is_file():
+            trained.append(run_dir.name)
+        return real(run_dir, *a, **k)
+
+    monkeypatch.setattr(lrn, "train_small", counting)
+    params = ["steps=8", "batch_size=16", "train_images=0", "test_images=0", "holdout_per_class=5", "eval_every=4",
+              "stats_every=4", "lrs=[0.0001, 0.0003]", "max_extensions=1"]
+    keep = tmp_path / "kept"
+
+    def experiment(out: str) -> dict:
+        run_experiment("lrn", budget="quick", out=tmp_path / out, seeds=2, params=params,
+                       stores={"cifar10-32": cifar}, cache=tmp_path / "cache", threads=1, keep=keep)
+        return record.load(tmp_path / out / "record.json")
+
+    first = experiment("a")
+    assert trained and sorted(trained) == sorted(p.name for p in keep.iterdir() if p.is_dir())
+    reported = [f"{arm}-lr{first['sweeps'][arm]['best']:g}-seed{s}" for arm in ("lrn", "no-lrn") for s in (0, 1)]
+    assert all((keep / sub / "final.json").is_file() for sub in reported)
+    assert not (keep / trained[0] / "model.pt").exists()  # weights stay in the run folder
+    trained.clear()
+    assert experiment("b")["arms"] == first["arms"] and trained == []
+    (keep / reported[1] / "final.json").unlink()
+    untimed = [{k: v for k, v in seed.items() if k not in ("train_seconds", "seconds_per_step")}
+               for doc in (experiment("c"), first) for arm in ("lrn", "no-lrn")
+               for seed in doc["arms"][arm]["per_seed"].values()]
+    assert untimed[:4] == untimed[4:] and trained == [reported[1]]  # trained again: the same figures
+    assert (keep / reported[1] / "final.json").is_file()
+
+
 # --------------------------------------------------------------------------- the record's numbers, with a fake trainer
 
 #: A fake run's fixed fields (copied into every per-seed entry).

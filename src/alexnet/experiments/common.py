@@ -12,12 +12,12 @@ A sub-run that finished (``done.json`` / ``result.json`` present) is skipped whe
 the experiment is run again; an interrupted one continues from its last
 checkpoint (``alexnet train --resume`` machinery for the paper's network).
 
-Experiments whose sub-runs are small networks measured by their ``result.json`` alone
-(``KEEPS_SUB_RUNS`` in the module) can also keep each finished sub-run's result in a
+Experiments whose sub-runs are small networks measured by small JSON files
+(``KEEPS_SUB_RUNS`` in the module) can also keep each finished sub-run's files in a
 folder outside OUT (``--keep KEEP``, e.g. one committed beside the results files)::
 
     KEEP/experiment.json  experiment, budget and parameters it was made with
-    KEEP/<sub>/result.json
+    KEEP/<sub>/result.json  (and final.json: the once-read test figures of a reported run)
 
 and a later invocation with another OUT (a new machine) restores them instead of
 training again, so an experiment of many CPU hours can be finished over several
@@ -109,8 +109,8 @@ class Context:
 
 # --------------------------------------------------------------------------- kept sub-runs
 
-#: The one file a kept sub-run consists of (see the module docstring).
-KEPT_RESULT = "result.json"
+#: The files a kept sub-run consists of, where present (see the module docstring); never weights.
+KEPT_FILES = ("result.json", "final.json")
 
 
 def open_keep(ctx: Context, params: dict[str, Any]) -> None:
@@ -142,23 +142,26 @@ def open_keep(ctx: Context, params: dict[str, Any]) -> None:
 
 
 def restore_kept(ctx: Context, sub: str) -> None:
-    """Before a sub-run: copy its kept result into ``OUT/runs/<sub>/`` unless that holds one already."""
+    """Before a sub-run: copy its kept files into ``OUT/runs/<sub>/`` unless that holds them already."""
     if ctx.keep is None:
         return
-    kept, here = ctx.keep / sub / KEPT_RESULT, ctx.run_dir(sub) / KEPT_RESULT
-    if kept.is_file() and not here.is_file():
-        here.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(here, kept.read_text())
+    for name in KEPT_FILES:
+        kept, here = ctx.keep / sub / name, ctx.run_dir(sub) / name
+        if kept.is_file() and not here.is_file():
+            here.parent.mkdir(parents=True, exist_ok=True)
+            _write_text(here, kept.read_text())
 
 
 def keep_finished(ctx: Context, sub: str) -> None:
-    """After a sub-run: copy its result into ``KEEP/<sub>/`` (atomically: an interrupted copy leaves none)."""
+    """After a sub-run (or its final measurement): copy its files into ``KEEP/<sub>/`` (each atomically: an
+    interrupted copy leaves none)."""
     if ctx.keep is None:
         return
-    here, kept = ctx.run_dir(sub) / KEPT_RESULT, ctx.keep / sub / KEPT_RESULT
-    if here.is_file() and (not kept.is_file() or kept.read_text() != here.read_text()):
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(kept, here.read_text())
+    for name in KEPT_FILES:
+        here, kept = ctx.run_dir(sub) / name, ctx.keep / sub / name
+        if here.is_file() and (not kept.is_file() or kept.read_text() != here.read_text()):
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            _write_text(kept, here.read_text())
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -42,6 +42,8 @@ from alexnet.paper import CIFAR, LEARNING, LRN_PARAMS
 
 DESCRIPTION = (f"§3.3: four-layer CNN on CIFAR-10 with and without LRN at the paper's input scale (paper: "
                f"{CIFAR.lrn_test_error_with:.0%} vs {CIFAR.lrn_test_error_without:.0%} test error)")
+#: sub-runs are result.json (+ final.json for reported runs): ``--keep`` carries them to a later session
+KEEPS_SUB_RUNS = True
 SEEDS = {"quick": 1, "full": 3}
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"train_images": 2560, "test_images": 1000, "holdout_per_class": 25, "steps": 200,
@@ -78,7 +80,7 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
                                   for lr, s in sweep["scores"].items()],
                        **{k: sweep[k] for k in ("best", "status", "extensions", "range")}}
         runs[arm] = [_train(ctx, params, data, lrn, sweep["best"], seed) for seed in seeds]
-        per_arm[arm] = {str(r["seed"]): _seed_values(ctx, r, data) for r in runs[arm]}
+        per_arm[arm] = {str(r["seed"]): _seed_values(ctx, params, r, data) for r in runs[arm]}
     doc = _record(ctx, seeds, params, per_arm, sweeps, data)
     record.write(doc, ctx.out / "record.json")
     plot = _plot(ctx.out / "lrn.png", runs, per_arm)
@@ -90,7 +92,7 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(ctx: common.Context, params: dict[str, Any], data: dict[str, Any], lrn: bool, lr: float,
-           seed: int) -> dict[str, Any]:
+           seed: int, restore: bool = True) -> dict[str, Any]:
     sub = f"{'lrn' if lrn else 'no-lrn'}-lr{lr:g}-seed{seed}"
     cfg = SmallRun(activation="relu", lrn=lrn, lr=float(lr), steps=int(params["steps"]),
                    batch_size=int(params["batch_size"]), weight_decay=LEARNING.weight_decay, augment=True,
@@ -99,19 +101,30 @@ def _train(ctx: common.Context, params: dict[str, Any], data: dict[str, Any], lr
                    give_up_after=int(params["give_up_after"]))
     ctx.runs += 1
     ctx.log(f"[{ctx.name}] {sub}")
+    if restore:
+        common.restore_kept(ctx, sub)
     # no test split here: the sweep's runs never see it; _seed_values reads it once for the reported runs
     r = train_small(ctx.run_dir(sub), cfg, data["train"], None, log=ctx.log if ctx.progress else None,
                     holdout=data["holdout"])
+    common.keep_finished(ctx, sub)
     return {"sub": sub, "lrn": lrn, "seed": seed, "lr": float(lr), **r}
 
 
-def _seed_values(ctx: common.Context, r: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """One reported run: the test error of its best holdout weights (read once, cached in ``final.json``),
-    its training error, and the LRN statistic at initialisation and with the best weights."""
+def _seed_values(ctx: common.Context, params: dict[str, Any], r: dict[str, Any],
+                 data: dict[str, Any]) -> dict[str, Any]:
+    """One reported run: the test error of its best holdout weights (read once, cached in ``final.json`` and
+    kept with ``--keep``), its training error, and the LRN statistic at initialisation and with the best weights.
+
+    A run restored from ``--keep`` before its final measurement has no weights here: it is trained again."""
     import torch
 
     run_dir = ctx.run_dir(r["sub"])
     final = run_dir / "final.json"
+    weights_kept = any((run_dir / name).is_file() for name in ("best.pt", "model.pt"))
+    if not r["diverged"] and not final.is_file() and not weights_kept:
+        ctx.log(f"[{ctx.name}] {r['sub']}: kept without its test figures or weights; training it again")
+        (run_dir / "result.json").unlink()
+        r = _train(ctx, params, data, r["lrn"], r["lr"], r["seed"], restore=False)
     values: dict[str, Any] = {"lr": r["lr"], "steps": r["steps"], "best_step": r.get("best_step"),
                               "holdout_error": r.get("holdout_error"), "diverged": r["diverged"],
                               "train_seconds": r["wall_seconds"], "seconds_per_step": r["seconds_per_step"]}
@@ -128,6 +141,7 @@ def _seed_values(ctx: common.Context, r: dict[str, Any], data: dict[str, Any]) -
         measured = {"test_error": error_rate(model, *data["val"]), "test_images": int(len(data["val"][1])),
                     "train_error": error_rate(model, x[rows], y[rows]), "weights": weights.name}
         final.write_text(json.dumps(measured, indent=2))
+        common.keep_finished(ctx, r["sub"])
     values.update(measured)
     stats = r.get("lrn_statistics") or []
     if stats:
