@@ -439,6 +439,8 @@ def test_kept_sub_runs_carry_an_interrupted_experiment_to_another_run_folder(tmp
         assert kept["arms"] == whole["arms"] and kept["sweeps"] == whole["sweeps"], name
     with pytest.raises(UserError, match=r"kept keeps sub-runs made with max_steps=1000, this run has max_steps=900"):
         experiment("fourth", ["max_steps=900"])
+    experiment("fifth", ["arms=modern"])  # another arm into the same folder: its sub-runs are named by arm
+    assert any(p.name.startswith("modern-") for p in (tmp_path / "kept").iterdir())
     with pytest.raises(UserError, match=r"kept keeps sub-runs of budget 'quick', not 'full'"):
         run_experiment("relu-tanh", budget="full", out=tmp_path / "f", keep=tmp_path / "kept")
     with pytest.raises(UserError, match=r"^keep: imagenette-128 cannot keep its sub-runs in a folder; experiments "

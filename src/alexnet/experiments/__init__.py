@@ -74,5 +74,5 @@ def run_experiment(name: str, *, budget: str = "quick", out: str | Path | None =
             raise UserError(f"{name} cannot keep its sub-runs in a folder; experiments that can: "
                             f"{', '.join(n for n in REGISTRY if getattr(module(n), 'KEEPS_SUB_RUNS', False))}",
                             key="keep")
-        open_keep(ctx, p)
+        open_keep(ctx, p, getattr(mod, "KEEP_NEUTRAL_PARAMS", ()))
     return mod.run(ctx, p)

@@ -113,9 +113,12 @@ class Context:
 KEPT_FILES = ("result.json", "final.json")
 
 
-def open_keep(ctx: Context, params: dict[str, Any]) -> None:
+def open_keep(ctx: Context, params: dict[str, Any], neutral: Sequence[str] = ()) -> None:
     """Make (or check) ``ctx.keep`` for this experiment, budget and parameters; one line naming the folder and
-    the first difference when it holds another experiment's sub-runs (whose results would then be wrong here)."""
+    the first difference when it holds another experiment's sub-runs (whose results would then be wrong here).
+
+    ``neutral``: parameters that only select which sub-runs run (``arms``: the arm is in each sub-run's name),
+    so one session may run one arm and the next another into the same folder."""
     if ctx.keep is None:
         return
     if ctx.keep.exists() and not ctx.keep.is_dir():
@@ -132,7 +135,7 @@ def open_keep(ctx: Context, params: dict[str, Any]) -> None:
                 raise UserError(f"{ctx.keep} keeps sub-runs of {key} {old.get(key)!r}, not {info[key]!r}; "
                                 f"use another folder", key="keep")
         old_params = old.get("params", {})
-        for key in sorted(set(old_params) | set(params)):
+        for key in sorted((set(old_params) | set(params)) - set(neutral)):
             if old_params.get(key) != params.get(key):
                 raise UserError(f"{ctx.keep} keeps sub-runs made with {key}={old_params.get(key)!r}, this run has "
                                 f"{key}={params.get(key)!r}; use another folder", key="keep")

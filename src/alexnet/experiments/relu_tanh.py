@@ -41,6 +41,8 @@ DESCRIPTION = (f"Figure 1: ReLU vs tanh, four-layer CNN on CIFAR-10, iterations 
 SEEDS = {"quick": 1, "full": 3}
 #: a sub-run is its result.json alone: ``--keep`` can carry finished ones to a later session (common.keep_finished)
 KEEPS_SUB_RUNS = True
+#: ``--param arms=…`` picks sub-runs (named by arm), it changes none: sessions may keep different arms in one folder
+KEEP_NEUTRAL_PARAMS = ("arms",)
 #: arm -> (input scale, initialisation, label)
 ARMS: dict[str, tuple[str, str, str]] = {
     "paper": ("raw", "cuda-convnet", "paper's conditions (0-255 inputs, layers-18pct init)"),
