@@ -140,37 +140,37 @@ def open_keep(ctx: Context, params: dict[str, Any], neutral: Sequence[str] = ())
                 raise UserError(f"{ctx.keep} keeps sub-runs made with {key}={old_params.get(key)!r}, this run has "
                                 f"{key}={params.get(key)!r}; use another folder", key="keep")
         return
+    from alexnet.runtime import atomic_json
+
     ctx.keep.mkdir(parents=True, exist_ok=True)
-    _write_text(path, json.dumps(info, indent=2) + "\n")
+    atomic_json(path, info, indent=2)
 
 
 def restore_kept(ctx: Context, sub: str) -> None:
     """Before a sub-run: copy its kept files into ``OUT/runs/<sub>/`` unless that holds them already."""
-    if ctx.keep is None:
-        return
-    for name in KEPT_FILES:
-        kept, here = ctx.keep / sub / name, ctx.run_dir(sub) / name
-        if kept.is_file() and not here.is_file():
-            here.parent.mkdir(parents=True, exist_ok=True)
-            _write_text(here, kept.read_text())
+    if ctx.keep is not None:
+        _copy_kept(ctx.keep / sub, ctx.run_dir(sub), replace_changed=False)
 
 
 def keep_finished(ctx: Context, sub: str) -> None:
     """After a sub-run (or its final measurement): copy its files into ``KEEP/<sub>/`` (each atomically: an
     interrupted copy leaves none)."""
-    if ctx.keep is None:
-        return
+    if ctx.keep is not None:
+        _copy_kept(ctx.run_dir(sub), ctx.keep / sub, replace_changed=True)
+
+
+def _copy_kept(source: Path, target: Path, *, replace_changed: bool) -> None:
+    """Copy each of :data:`KEPT_FILES` that ``source`` has to ``target`` where missing there (or, with
+    ``replace_changed``, different), atomically."""
+    from alexnet.runtime import atomic_text
+
     for name in KEPT_FILES:
-        here, kept = ctx.run_dir(sub) / name, ctx.keep / sub / name
-        if here.is_file() and (not kept.is_file() or kept.read_text() != here.read_text()):
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            _write_text(kept, here.read_text())
-
-
-def _write_text(path: Path, text: str) -> None:
-    from alexnet.runtime import atomic_write
-
-    atomic_write(path, lambda f: f.write(text.encode()))
+        if not (source / name).is_file():
+            continue
+        text = (source / name).read_text()
+        if not (target / name).is_file() or (replace_changed and (target / name).read_text() != text):
+            target.mkdir(parents=True, exist_ok=True)
+            atomic_text(target / name, text)
 
 
 # --------------------------------------------------------------------------- outputs
