@@ -324,3 +324,67 @@ def test_budget_mismatch_and_cli(tmp_path, stores, capsys):
     (tmp_path / "kept-file").write_text("x")
     assert main(["experiment", "relu-tanh", "--out", str(tmp_path / "k"), "--keep", str(tmp_path / "kept-file")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"--keep: {tmp_path / 'kept-file'}: not a folder")
+
+
+def _small_train() -> tuple:
+    import torch
+
+    return torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long)
+
+
+def test_a_kept_result_that_the_run_refuses_names_the_file_in_the_keep_folder(tmp_path: Path) -> None:
+    """A kept result made with another configuration is refused; the error names the keep folder it was restored
+    from (removing only the run folder's copy would restore it again), and only when it was restored."""
+    from alexnet.experiments import common
+    from alexnet.experiments.smallnet import SmallRun, train_small
+
+    ctx = common.Context(name="relu-tanh", out=tmp_path / "out", keep=tmp_path / "kept")
+    (tmp_path / "kept" / "sub").mkdir(parents=True)
+    (tmp_path / "kept" / "sub" / "result.json").write_text(json.dumps({"config": {"lr": 0.5}, "train_images": 4}))
+    copy = ctx.run_dir("sub") / "result.json"
+    with pytest.raises(UserError) as refused:
+        with common.kept_sub_run(ctx, "sub"):
+            train_small(ctx.run_dir("sub"), SmallRun(lr=0.01), _small_train())
+    assert str(refused.value) == (f"{copy}: finished with lr=0.5, this run asks for lr=0.01; use another run folder "
+                                  f"(restored from {tmp_path / 'kept' / 'sub'}: remove it there too, or use another "
+                                  f"--keep folder)")
+    # the copy is in the run folder now, so the next attempt restores nothing: the plain message
+    with pytest.raises(UserError) as again:
+        with common.kept_sub_run(ctx, "sub"):
+            train_small(ctx.run_dir("sub"), SmallRun(lr=0.01), _small_train())
+    assert str(again.value) == f"{copy}: finished with lr=0.5, this run asks for lr=0.01; use another run folder"
+
+
+def test_a_sub_run_finished_again_replaces_its_kept_files_and_restoring_never_overwrites(tmp_path: Path) -> None:
+    """keep_finished copies a changed file over the kept one (a sub-run trained again: the kept file must be the
+    run's last word); restoring never overwrites what the run folder already holds; a failed sub-run keeps
+    nothing."""
+    from alexnet.experiments import common
+
+    ctx = common.Context(name="lrn", out=tmp_path / "out", keep=tmp_path / "kept")
+    run, kept = ctx.run_dir("sub"), tmp_path / "kept" / "sub"
+
+    def finish(text: str, name: str = "result.json") -> None:
+        with common.kept_sub_run(ctx, "sub"):
+            run.mkdir(parents=True, exist_ok=True)
+            (run / name).write_text(text)
+
+    finish('{"a": 1}')
+    assert (kept / "result.json").read_text() == '{"a": 1}' and not (kept / "final.json").exists()
+    finish('{"a": 2}')  # trained again: the kept copy follows
+    assert (kept / "result.json").read_text() == '{"a": 2}'
+    finish('{"test_error": 0.1}', "final.json")
+    assert (kept / "final.json").read_text() == '{"test_error": 0.1}'
+    (kept / "result.json").write_text('{"a": 3}')
+    assert common.restore_kept(ctx, "sub") == []  # the run folder has its own: not overwritten
+    assert (run / "result.json").read_text() == '{"a": 2}'
+    with pytest.raises(RuntimeError):
+        with common.kept_sub_run(ctx, "other"):
+            ctx.run_dir("other").mkdir(parents=True)
+            (ctx.run_dir("other") / "result.json").write_text("{}")
+            raise RuntimeError("interrupted")
+    assert not (tmp_path / "kept" / "other").exists()
+    no_keep = common.Context(name="lrn", out=tmp_path / "bare")  # no --keep: nothing is copied anywhere
+    with common.kept_sub_run(no_keep, "sub"):
+        pass
+    assert not (tmp_path / "bare").exists()

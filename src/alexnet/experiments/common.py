@@ -30,9 +30,10 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -146,10 +147,30 @@ def open_keep(ctx: Context, params: dict[str, Any], neutral: Sequence[str] = ())
     atomic_json(path, info, indent=2)
 
 
-def restore_kept(ctx: Context, sub: str) -> None:
-    """Before a sub-run: copy its kept files into ``OUT/runs/<sub>/`` unless that holds them already."""
-    if ctx.keep is not None:
-        _copy_kept(ctx.keep / sub, ctx.run_dir(sub), replace_changed=False)
+@contextmanager
+def kept_sub_run(ctx: Context, sub: str, *, restore: bool = True) -> Iterator[None]:
+    """Around one sub-run: restore its kept files first (unless ``restore`` is false), keep its files after.
+
+    A restored file that the sub-run then refuses (a :class:`UserError` naming the copy in the run folder) is
+    named in the error with the kept file it came from: removing only the copy would bring it back next time."""
+    restored = restore_kept(ctx, sub) if restore else []
+    try:
+        yield
+    except UserError as e:
+        copies = [ctx.run_dir(sub) / name for name in restored]
+        if ctx.keep is not None and any(str(c) in e.message for c in copies):
+            raise UserError(f"{e.message} (restored from {ctx.keep / sub}: remove it there too, or use another "
+                            f"--keep folder)", key=e.key) from None
+        raise
+    keep_finished(ctx, sub)
+
+
+def restore_kept(ctx: Context, sub: str) -> list[str]:
+    """Before a sub-run: copy its kept files into ``OUT/runs/<sub>/`` unless that holds them already; the
+    names of the files copied."""
+    if ctx.keep is None:
+        return []
+    return _copy_kept(ctx.keep / sub, ctx.run_dir(sub), replace_changed=False)
 
 
 def keep_finished(ctx: Context, sub: str) -> None:
@@ -159,11 +180,12 @@ def keep_finished(ctx: Context, sub: str) -> None:
         _copy_kept(ctx.run_dir(sub), ctx.keep / sub, replace_changed=True)
 
 
-def _copy_kept(source: Path, target: Path, *, replace_changed: bool) -> None:
+def _copy_kept(source: Path, target: Path, *, replace_changed: bool) -> list[str]:
     """Copy each of :data:`KEPT_FILES` that ``source`` has to ``target`` where missing there (or, with
-    ``replace_changed``, different), atomically."""
+    ``replace_changed``, different), atomically; the names of the files copied."""
     from alexnet.runtime import atomic_text
 
+    copied = []
     for name in KEPT_FILES:
         if not (source / name).is_file():
             continue
@@ -171,6 +193,8 @@ def _copy_kept(source: Path, target: Path, *, replace_changed: bool) -> None:
         if not (target / name).is_file() or (replace_changed and (target / name).read_text() != text):
             target.mkdir(parents=True, exist_ok=True)
             atomic_text(target / name, text)
+            copied.append(name)
+    return copied
 
 
 # --------------------------------------------------------------------------- outputs

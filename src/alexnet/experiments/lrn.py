@@ -101,12 +101,10 @@ def _train(ctx: common.Context, params: dict[str, Any], data: dict[str, Any], lr
                    give_up_after=int(params["give_up_after"]))
     ctx.runs += 1
     ctx.log(f"[{ctx.name}] {sub}")
-    if restore:
-        common.restore_kept(ctx, sub)
     # no test split here: the sweep's runs never see it; _seed_values reads it once for the reported runs
-    r = train_small(ctx.run_dir(sub), cfg, data["train"], None, log=ctx.log if ctx.progress else None,
-                    holdout=data["holdout"])
-    common.keep_finished(ctx, sub)
+    with common.kept_sub_run(ctx, sub, restore=restore):
+        r = train_small(ctx.run_dir(sub), cfg, data["train"], None, log=ctx.log if ctx.progress else None,
+                        holdout=data["holdout"])
     return {"sub": sub, "lrn": lrn, "seed": seed, "lr": float(lr), **r}
 
 

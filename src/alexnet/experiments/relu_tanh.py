@@ -116,9 +116,8 @@ def _train(ctx: common.Context, params: dict[str, Any], data: Any, arm: str, act
                    seed=seed, window=int(params["window"]), stop_at_error=CIFAR.relu_tanh_target_train_error,
                    threads=ctx.threads, init=ARMS[arm][1], give_up_after=int(params["give_up_after"]))
     ctx.runs += 1
-    common.restore_kept(ctx, sub)
-    r = train_small(ctx.run_dir(sub), cfg, data, log=ctx.log if ctx.progress else None)
-    common.keep_finished(ctx, sub)
+    with common.kept_sub_run(ctx, sub):
+        r = train_small(ctx.run_dir(sub), cfg, data, log=ctx.log if ctx.progress else None)
     return {"sub": sub, "arm": arm, "activation": act, "lr": float(lr), "seed": seed, **r}
 
 
