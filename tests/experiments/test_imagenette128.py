@@ -165,6 +165,9 @@ def test_kept_probabilities_of_two_runs_rebuild_the_ensemble_rows(tmp_path: Path
     assert out["table"]["rows"] == ["workhorse", "ensemble-1", "ensemble-2", "one-column"]
     assert out["arms"]["ensemble-2"]["per_seed"] == {"3+4": {"ten_top1_error": 0.0, "ten_top5_error": 0.0}}
     assert set(out["arms"]["ensemble-1"]["per_seed"]) == {"3", "4"} and "seeds 3, 4" in out["notes"][-1]
+    again = with_kept_ensembles({**out, "notes": ["Budget `full`.", *out["notes"]]}, files[:1])  # one net left
+    assert again["notes"] == ["Budget `full`.", "§6's ensembles recomputed from the kept probabilities of workhorse "
+                                                "seeds 3 (tools/ensemble_record.py)."]
     assert doc["arms"]["ensemble-1"]["per_seed"] == {"0": {"ten_top1_error": .3}}  # the input is not changed
     doc["arms"]["workhorse"]["per_seed"]["4"]["ten_top1_error"] = .5
     with pytest.raises(ValueError, match=r"seed4.npz: gives 25.00% top-1 error; the results file records 50.00%"):

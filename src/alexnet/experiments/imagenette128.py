@@ -216,6 +216,9 @@ def ensemble_arms(nets: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> dict[str
     return out
 
 
+_ENSEMBLE_NOTE = "§6's ensembles recomputed from the kept probabilities of workhorse seeds "
+
+
 def with_kept_ensembles(doc: dict[str, Any], paths: Sequence[Path]) -> dict[str, Any]:
     """A copy of an imagenette-128 results document whose §6 ensemble rows are recomputed (:func:`ensemble_arms`)
     from kept probability files (``probs_ten-workhorse-seed<S>.npz``), so nets of different runs are averaged.
@@ -248,8 +251,9 @@ def with_kept_ensembles(doc: dict[str, Any], paths: Sequence[Path]) -> dict[str,
     out["arms"].update(kept)
     at = rows.index("workhorse") + 1 if "workhorse" in rows else len(rows)
     out["table"]["rows"] = rows[:at] + list(kept) + rows[at:]
-    out["notes"] = [*out.get("notes", []), f"§6's ensembles recomputed from the kept probabilities of workhorse "
-                    f"seeds {', '.join(map(str, sorted(nets)))} (tools/ensemble_record.py)."]
+    # one note for the rows as they now are: an earlier rebuild's note names nets that may no longer be all
+    out["notes"] = [*(n for n in out.get("notes", []) if not n.startswith(_ENSEMBLE_NOTE)),
+                    f"{_ENSEMBLE_NOTE}{', '.join(map(str, sorted(nets)))} (tools/ensemble_record.py)."]
     return out
 
 
