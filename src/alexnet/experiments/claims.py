@@ -68,12 +68,11 @@ def _ensemble_gain(doc: dict[str, Any]) -> tuple[int, dict[str, dict[str, float]
     sizes = sorted(int(k.split("-")[1]) for k in doc.get("arms", {}) if k.startswith("ensemble-"))
     if len(sizes) < 2:
         return 0, {}
-    one = {s: v["ten_top1_error"] for s, v in doc["arms"]["ensemble-1"].get("per_seed", {}).items()
-           if isinstance(v.get("ten_top1_error"), (int, float))}
+    one = record.seed_value_map(doc["arms"]["ensemble-1"], "ten_top1_error")
     many = record.seed_values(doc["arms"][f"ensemble-{sizes[-1]}"], "ten_top1_error")
     if not one or len(many) != 1:
         return 0, {}
-    return sizes[-1], {s: {"effect": e - many[0], "gain": e - many[0]} for s, e in sorted(one.items())}
+    return sizes[-1], {s: {"effect": one[s] - many[0], "gain": one[s] - many[0]} for s in sorted(one, key=int)}
 
 
 def _row(label: str, paper: str, anchors: str, per_seed: dict[str, Any], source: str, **extra: Any) -> dict:

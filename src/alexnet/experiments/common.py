@@ -157,8 +157,8 @@ def kept_sub_run(ctx: Context, sub: str, *, restore: bool = True) -> Iterator[No
     try:
         yield
     except UserError as e:
-        copies = [ctx.run_dir(sub) / name for name in restored]
-        if ctx.keep is not None and any(str(c) in e.message for c in copies):
+        # restored is empty without --keep
+        if any(str(ctx.run_dir(sub) / name) in e.message for name in restored):
             raise UserError(f"{e.message} (restored from {ctx.keep / sub}: remove it there too, or use another "
                             f"--keep folder)", key=e.key) from None
         raise

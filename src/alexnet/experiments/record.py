@@ -45,11 +45,16 @@ BLOCK = re.compile(r"<!-- results: (\S+) -->\n(.*?)<!-- end results -->", re.S)
 
 def seed_values(arm: dict[str, Any], metric: str) -> list[float]:
     """The metric's value for each seed of an arm that has it (None and NaN left out)."""
-    out = []
-    for values in arm.get("per_seed", {}).values():
+    return list(seed_value_map(arm, metric).values())
+
+
+def seed_value_map(arm: dict[str, Any], metric: str) -> dict[str, float]:
+    """:func:`seed_values` keyed by the seed (the arm's ``per_seed`` key)."""
+    out = {}
+    for seed, values in arm.get("per_seed", {}).items():
         v = values.get(metric)
         if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)):
-            out.append(float(v))
+            out[seed] = float(v)
     return out
 
 
