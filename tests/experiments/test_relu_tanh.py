@@ -28,6 +28,17 @@ REACHED = {("relu", 0.01, 0): 300, ("relu", 0.03, 0): 200, ("relu", 0.09, 0): 10
            ("tanh", 0.01, 1): 600, ("tanh", 0.01, 2): None}
 
 
+def fake_outcome(step: int | str | None, cfg) -> tuple[int | None, bool, int, bool]:
+    """What a sub-run whose rate reaches 25% at ``step`` (None: never; "x": diverges at once) gives under ``cfg``:
+    (reached step, diverged, steps run, stopped slower). ``cfg.slower_than`` stops it there if it has not reached
+    25% by then, as train_small does; past ``cfg.steps`` the table's step still counts (a short budget)."""
+    if step == "x":
+        return None, True, cfg.steps, False
+    if 0 < cfg.slower_than < cfg.steps and (step is None or step > cfg.slower_than):
+        return None, False, cfg.slower_than, True
+    return step, False, step or cfg.steps, False
+
+
 def test_sweeps_bracket_each_best_rate_and_the_ratio_is_per_seed(tmp_path: Path, cifar: Path, monkeypatch) -> None:
     from alexnet.experiments import record, relu_tanh
 
@@ -35,12 +46,10 @@ def test_sweeps_bracket_each_best_rate_and_the_ratio_is_per_seed(tmp_path: Path,
 
     def fake_train_small(run_dir, cfg, train, log=None):
         inits.add((run_dir.name.split("-")[0], cfg.init))
-        step = REACHED[(cfg.activation, cfg.lr, cfg.seed)]
-        diverged = step == "x"
-        step = None if diverged else step
+        step, diverged, steps, slower = fake_outcome(REACHED[(cfg.activation, cfg.lr, cfg.seed)], cfg)
         return {"reached_step": step, "reached_epoch": None if step is None else step / 10, "diverged": diverged,
-                "stuck_at_chance": False, "final_trailing_train_error": 0.25 if step else 0.4,
-                "seconds_per_step": 0.01, "steps": step or cfg.steps, "trailing_train_error": [0.9, 0.25],
+                "stuck_at_chance": False, "final_trailing_train_error": 0.25 if step else 0.4, "stopped_slower": slower,
+                "seconds_per_step": 0.01, "steps": steps, "trailing_train_error": [0.9, 0.25],
                 "trailing_every": 1, "steps_per_epoch": 10, "train_images": 160, "wall_seconds": 1.0}
 
     monkeypatch.setattr(relu_tanh, "train_small", fake_train_small)
@@ -56,6 +65,10 @@ def test_sweeps_bracket_each_best_rate_and_the_ratio_is_per_seed(tmp_path: Path,
         assert relu["best"] == 0.09 and relu["status"] == "interior" and relu["extensions"] == 2
         assert [p["lr"] for p in tanh["points"]] == [0.00333, 0.01, 0.03]
         assert tanh["best"] == 0.01 and tanh["status"] == "interior" and tanh["range"] == [0.00333, 0.03]
+        # 0.03 (900) and 0.00333 (1200) stop at step 600, where 0.01 reached 25%: slower, not run to 1000
+        assert [(p["reached_step"], p["steps"], p["stopped_slower"]) for p in tanh["points"]] == [
+            (None, 600, True), (600, 600, False), (None, 600, True)]
+        assert not any(p["stopped_slower"] for p in relu["points"])
         per_seed = rec["arms"][f"{arm}/relu"]["per_seed"]
         assert [per_seed[s]["iterations_to_target"] for s in "012"] == [100, 120, 110]
         ratio = rec["arms"][f"{arm}/ratio"]["per_seed"]
@@ -111,13 +124,11 @@ def fake_trainer(table: dict, calls: list) -> Callable:
 
     def train_small(run_dir, cfg, train, log=None):
         calls.append((run_dir, cfg, train[0], log))
-        step = table[(cfg.activation, cfg.lr, cfg.seed)]
-        diverged = step == "x"
-        step = None if diverged else step
+        step, diverged, steps, slower = fake_outcome(table[(cfg.activation, cfg.lr, cfg.seed)], cfg)
         return {"reached_step": step, "reached_epoch": None if step is None else step / STEPS_PER_EPOCH,
-                "diverged": diverged, "stuck_at_chance": False,
+                "diverged": diverged, "stuck_at_chance": False, "stopped_slower": slower,
                 "final_trailing_train_error": None if diverged else REACHED_ERROR if step else UNREACHED_ERROR,
-                "seconds_per_step": SECONDS_PER_STEP, "steps": step or cfg.steps, "wall_seconds": WALL_SECONDS,
+                "seconds_per_step": SECONDS_PER_STEP, "steps": steps, "wall_seconds": WALL_SECONDS,
                 "trailing_train_error": [0.9, REACHED_ERROR], "trailing_every": TRAILING_EVERY,
                 "steps_per_epoch": STEPS_PER_EPOCH, "train_images": int(train[0].shape[0])}
 
@@ -141,7 +152,7 @@ def expected_point(lr: float, step: int | str | None, *, max_steps: int) -> dict
     return {"lr": lr, "reached_step": step, "reached_epoch": None if step is None else step / STEPS_PER_EPOCH,
             "steps": step or max_steps, "diverged": diverged, "stuck_at_chance": False,
             "final_trailing_train_error": None if diverged else REACHED_ERROR if step else UNREACHED_ERROR,
-            "seconds_per_step": SECONDS_PER_STEP, "wall_seconds": WALL_SECONDS}
+            "seconds_per_step": SECONDS_PER_STEP, "wall_seconds": WALL_SECONDS, "stopped_slower": False}
 
 
 #: Four seeds, rate factor 2, one extension at most, 500 steps.  paper/relu from [0.01, 0.02] goes up to 0.04,
@@ -158,6 +169,10 @@ SWEEPS = {
 #: 500/200), seed 3 with tanh only (no ratio); modern seed 2's ReLU diverges, seed 3's tanh diverges.
 BEST = {"paper/relu": (0.02, {1: 250, 2: 200, 3: None}), "paper/tanh": (0.01, {1: None, 2: None, 3: 700}),
         "modern/relu": (0.4, {1: 60, 2: "x", 3: 40}), "modern/tanh": (0.05, {1: 300, 2: 350, 3: "x"})}
+#: Each sweep point's slower_than, by hand: the initial rates in ascending order, then the extension; each stops at
+#: the fewest iterations to 25% among the points before it (0: none reached yet).
+SWEEP_CAPS = {"paper/relu": {0.01: 0, 0.02: 300, 0.04: 200}, "paper/tanh": {0.01: 0, 0.02: 600, 0.005: 600},
+              "modern/relu": {0.1: 0, 0.2: 150, 0.4: 100}, "modern/tanh": {0.1: 0, 0.2: 800, 0.05: 800}}
 TABLE = {(key.split("/")[1], lr, 0): step for key, points in SWEEPS.items() for lr, step in points.items()} | {
     (key.split("/")[1], lr, seed): step for key, (lr, steps) in BEST.items() for seed, step in steps.items()}
 PARAMS = ["max_steps=500", "window=5", "batch_size=16", "give_up_after=7", "rate_factor=2", "max_extensions=1",
@@ -190,13 +205,18 @@ def four_seeds(cifar: Path, tmp_path_factory) -> dict:
 def test_every_sub_run_gets_the_budget_the_target_and_the_shown_progress(four_seeds: dict) -> None:
     """Each sub-run trains for max_steps at batch_size, averages the last ``window`` errors, stops at 25%,
     gives up after give_up_after steps at chance, uses the experiment's threads and log (progress shown);
-    sub-runs are counted (3 sweep points + 3 re-read + 4 seeds, four times)."""
+    sub-runs are counted (3 sweep points + 3 more seeds, four times). A sweep point stops at the step at which the
+    fastest rate tried before it reached 25% (:data:`SWEEP_CAPS`); the other seeds run to max_steps."""
     calls = four_seeds["calls"]
-    assert len(calls) == 40 and four_seeds["doc"]["runs"] == 40
-    for _, cfg, _, log in calls:
+    assert len(calls) == 24 and four_seeds["doc"]["runs"] == 24
+    caps = {}
+    for run_dir, cfg, _, log in calls:
         assert (cfg.steps, cfg.batch_size, cfg.window, cfg.stop_at_error, cfg.threads, cfg.give_up_after) == (
             500, 16, 5, 0.25, 2, 7)
         assert log is four_seeds["log"]
+        caps[(f"{run_dir.name.split('-')[0]}/{cfg.activation}", cfg.lr, cfg.seed)] = cfg.slower_than
+    assert caps == {(key, lr, 0): cap for key, points in SWEEP_CAPS.items() for lr, cap in points.items()} | {
+        (key, lr, seed): 0 for key, (lr, steps) in BEST.items() for seed in steps}
     assert four_seeds["prepared"] == [("cifar10-32", "cifar10", 32, 0)]
 
 
@@ -259,7 +279,9 @@ def test_the_notes_spell_out_each_sweep_and_the_lower_bounds(four_seeds: dict) -
     assert notes[3:] == [
         "— in an iterations cell: no seed of that row reached the target within max_steps.",
         "Rates chosen on seed 0's training error (the paper's criterion: 'as fast as possible'); a sweep extends "
-        "by ×/÷2 while its best rate is at an edge, at most 1 times.",
+        "by ×/÷2 while its best rate is at an edge, at most 1 times. A sweep point stops at the step at which the "
+        "fastest rate tried before it reached the target, if it has not reached it by then (it cannot be the "
+        "fastest).",
         "Sweep paper/relu: 0.01 → 300, 0.02 → 200, 0.04 → diverged; best 0.02 in [0.01, 0.04]: interior.",
         "Sweep paper/tanh: 0.005 → 900, 0.01 → 600, 0.02 → > 500 (40.0%); best 0.01 in [0.005, 0.02]: interior.",
         "Sweep modern/relu: 0.1 → 150, 0.2 → 100, 0.4 → 50; best 0.4 in [0.1, 0.4]: not bracketed: the best rate "
@@ -400,12 +422,10 @@ def test_kept_sub_runs_carry_an_interrupted_experiment_to_another_run_folder(tmp
         if len(trained) >= budget["n"]:
             raise KeyboardInterrupt  # the machine goes away
         trained.append(run_dir.name)
-        step = REACHED[(cfg.activation, cfg.lr, cfg.seed)]
-        diverged = step == "x"
-        step = None if diverged else step
+        step, diverged, steps, slower = fake_outcome(REACHED[(cfg.activation, cfg.lr, cfg.seed)], cfg)
         r = {"reached_step": step, "reached_epoch": None if step is None else step / 10, "diverged": diverged,
              "stuck_at_chance": False, "final_trailing_train_error": 0.25 if step else 0.4, "seconds_per_step": 0.01,
-             "steps": step or cfg.steps, "trailing_train_error": [0.9, 0.25], "trailing_every": 1,
+             "stopped_slower": slower, "steps": steps, "trailing_train_error": [0.9, 0.25], "trailing_every": 1,
              "steps_per_epoch": 10, "train_images": 160, "wall_seconds": 1.0}
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "result.json").write_text(json.dumps(r))

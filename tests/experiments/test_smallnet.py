@@ -581,3 +581,50 @@ def test_a_resumed_run_keeps_its_lrn_statistics(tmp_path: Path, monkeypatch) -> 
     _killed_at(monkeypatch, tmp_path / "run", cfg, (x, y), 5)
     r = train_small(tmp_path / "run", cfg, (x, y))
     assert [s["step"] for s in r["lrn_statistics"]] == [0, 2, 4, 6]
+
+
+def test_a_sweep_point_stops_where_the_fastest_rate_so_far_reached_the_target(tmp_path: Path, monkeypatch,
+                                                                               tiny) -> None:
+    """slower_than=5: a run whose trailing error is still 1 at step 5 stops there, marked stopped_slower; one that
+    reaches the target at step 5 exactly is not; a slower_than at or above steps is no stop (the run goes to steps)."""
+    data = _known_errors(monkeypatch, tiny, [1.0])
+    r = train_small(tmp_path / "slow", _cfg(lr=0.0, steps=20, window=2, stop_at_error=0.25, slower_than=5), data)
+    assert (r["steps"], r["reached_step"], r["stopped_slower"]) == (5, None, True)
+    r = train_small(tmp_path / "capped-above", _cfg(lr=0.0, steps=6, window=2, stop_at_error=0.25, slower_than=6),
+                    data)
+    assert (r["steps"], r["reached_step"], r["stopped_slower"]) == (6, None, False)
+    r = train_small(tmp_path / "none", _cfg(lr=0.0, steps=7, window=2, stop_at_error=0.25), data)
+    assert (r["steps"], r["stopped_slower"]) == (7, False)
+    # wrong at steps 0-2 (indices), right from index 3: trailing means of 2 reach 0 at step 5 exactly
+    data = _known_errors(monkeypatch, tiny, [1.0, 1.0, 1.0, 0.0, 0.0] + [0.0] * 20)
+    r = train_small(tmp_path / "tie", _cfg(lr=0.0, steps=20, window=2, stop_at_error=0.25, slower_than=5), data)
+    assert (r["steps"], r["reached_step"], r["stopped_slower"]) == (5, 5, False)
+
+
+def test_a_kept_sweep_point_is_reused_unless_it_stopped_sooner_than_asked(tmp_path: Path) -> None:
+    """Another slower_than answers the same question (can this rate be the fastest?) unless the result stopped
+    at its own slower_than before this run's: then it is refused by name (it has not run far enough)."""
+    from dataclasses import asdict
+
+    from alexnet.errors import UserError
+
+    run = tmp_path / "run"
+    run.mkdir()
+
+    def kept(slower_than: int, stopped: bool, reached: int | None) -> None:
+        made = {**asdict(_cfg()), "slower_than": slower_than}
+        (run / "result.json").write_text(json.dumps({"config": made, "steps": 300, "stopped_slower": stopped,
+                                                     "reached_step": reached, "train_images": 8}))
+
+    kept(0, False, 300)  # made before any cap, reached at 300: any cap may reuse it
+    assert train_small(run, _cfg(slower_than=200), _data())["reached_step"] == 300
+    kept(0, False, None)  # ran to steps without reaching
+    assert train_small(run, _cfg(slower_than=200), _data())["steps"] == 300
+    kept(300, True, None)  # stopped at 300: enough for a cap of 300 or less
+    assert train_small(run, _cfg(slower_than=300), _data())["stopped_slower"]
+    assert train_small(run, _cfg(slower_than=100), _data())["stopped_slower"]
+    with pytest.raises(UserError, match=r"run/result.json: stopped at step 300 \(slower than slower_than=300\), "
+                                        r"this run asks for slower_than=400; remove it to train again"):
+        train_small(run, _cfg(slower_than=400), _data())
+    with pytest.raises(UserError, match=r"this run asks for slower_than=0;"):
+        train_small(run, _cfg(), _data())

@@ -12,7 +12,10 @@ ranks each rate by the iterations it needed (a rate that never reached 25% ranks
 after every one that did, by its final training error; a diverged one last) and
 extends itself, ``rate_factor`` times beyond the edge, while the best rate is the
 lowest or the highest tried, up to ``max_extensions`` rates; the results say
-whether the best is interior.  The rate is chosen on training error, the
+whether the best is interior.  A sweep point that has not reached 25% by the step
+at which the fastest rate tried before it did stops there: it cannot be the
+fastest, so the sweep chooses the same rate as with every point run to
+``max_steps``, without running the slow rates to the cap.  The rate is chosen on training error, the
 paper's own criterion.  The other seeds then train at that rate.
 
 Arms (``--param arms=paper,modern``): ``paper`` -- §2's input scale (0-255 minus
@@ -83,15 +86,23 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
         scale, init, _ = ARMS[arm]
         data = cifar_tensors(store, ("train",), scale=scale)["train"]
         for act in ACTIVATIONS:
-            def score(lr: float, act: str = act) -> tuple[int, float]:
-                return rank(_train(ctx, params, data, arm, act, lr, seeds[0]))
+            tried: dict[float, dict[str, Any]] = {}  # lr -> seed 0's run
+
+            def score(lr: float, act: str = act, tried: dict[float, dict[str, Any]] = tried) -> tuple[int, float]:
+                # a rate that has not reached the target by the step at which the fastest so far did cannot be
+                # the fastest: it stops there (the sweep's answer is the same, at a fraction of the steps)
+                fastest = min((r["reached_step"] for r in tried.values() if r["reached_step"] is not None), default=0)
+                tried[lr] = _train(ctx, params, data, arm, act, lr, seeds[0], slower_than=fastest)
+                return rank(tried[lr])
 
             s = bracketing_sweep(list(params[f"{arm}_lrs"]), score, factor=params["rate_factor"],
                                  max_extensions=params["max_extensions"])
-            points = [_point(_train(ctx, params, data, arm, act, lr, seeds[0])) for lr in s["scores"]]
+            points = [_point(tried[lr]) for lr in s["scores"]]
             sweeps[f"{arm}/{act}"] = {"points": points, **{k: s[k] for k in ("best", "status", "extensions",
                                                                                  "range")}}
-            runs = [_train(ctx, params, data, arm, act, s["best"], seed) for seed in seeds]
+            # seed 0 at the best rate is its sweep point (which reached the target, or ran to max_steps)
+            runs = [tried[s["best"]] if seed == seeds[0] else _train(ctx, params, data, arm, act, s["best"], seed)
+                    for seed in seeds]
             curves[f"{arm}/{act}"] = runs
             doc_arms[f"{arm}/{act}"] = {
                 "label": f"{arm}: {'ReLU' if act == 'relu' else 'tanh'}, lr {s['best']:g}"
@@ -110,11 +121,13 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(ctx: common.Context, params: dict[str, Any], data: Any, arm: str, act: str, lr: float,
-           seed: int) -> dict[str, Any]:
+           seed: int, slower_than: int = 0) -> dict[str, Any]:
+    """One sub-run; ``slower_than``: stop at that step if the target is not reached by then (0: at max_steps)."""
     sub = f"{arm}-{act}-lr{lr:g}-seed{seed}"
     cfg = SmallRun(activation=act, lr=float(lr), steps=int(params["max_steps"]), batch_size=int(params["batch_size"]),
                    seed=seed, window=int(params["window"]), stop_at_error=CIFAR.relu_tanh_target_train_error,
-                   threads=ctx.threads, init=ARMS[arm][1], give_up_after=int(params["give_up_after"]))
+                   threads=ctx.threads, init=ARMS[arm][1], give_up_after=int(params["give_up_after"]),
+                   slower_than=int(slower_than))
     ctx.runs += 1
     with common.kept_sub_run(ctx, sub):
         r = train_small(ctx.run_dir(sub), cfg, data, log=ctx.log if ctx.progress else None)
@@ -123,7 +136,8 @@ def _train(ctx: common.Context, params: dict[str, Any], data: Any, arm: str, act
 
 def _point(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r.get(k) for k in ("lr", "reached_step", "reached_epoch", "steps", "diverged", "stuck_at_chance",
-                                  "final_trailing_train_error", "seconds_per_step", "wall_seconds")}
+                                  "final_trailing_train_error", "seconds_per_step", "wall_seconds")} | {
+        "stopped_slower": bool(r.get("stopped_slower"))}
 
 
 def _values(r: dict[str, Any]) -> dict[str, Any]:
@@ -160,11 +174,14 @@ def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], arms:
              "— in an iterations cell: no seed of that row reached the target within max_steps.",
              "Rates chosen on seed 0's training error (the paper's criterion: 'as fast as possible'); a sweep "
              f"extends by ×/÷{params['rate_factor']:g} while its best rate is at an edge, at most "
-             f"{params['max_extensions']} times."]
+             f"{params['max_extensions']} times. A sweep point stops at the step at which the fastest rate tried "
+             "before it reached the target, if it has not reached it by then (it cannot be the fastest)."]
     for key, s in sweeps.items():
         pts = ", ".join(f"{p['lr']:g} → " + ("diverged" if p["diverged"] else str(p["reached_step"])
                                               if p["reached_step"] is not None
-                                              else f"> {p['steps']} ({100 * p['final_trailing_train_error']:.1f}%)")
+                                              else f"> {p['steps']} ({100 * p['final_trailing_train_error']:.1f}%"
+                                              + (", stopped: slower than the fastest so far)" if p["stopped_slower"]
+                                                 else ")"))
                         for p in s["points"])
         notes.append(f"Sweep {key}: {pts}; best {s['best']:g} in [{s['range'][0]:g}, {s['range'][1]:g}]: "
                      f"{s['status']}.")

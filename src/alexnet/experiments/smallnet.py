@@ -111,6 +111,9 @@ class SmallRun:
     give_up_after: int = 300  # stop a run whose loss is still at chance (ln C) after this many steps (0: never)
     eval_every: int = 0  # evaluate the holdout slice every this many steps and keep the best weights (0: never)
     stats_every: int = 0  # measure the LRN statistic on the training batch every this many steps (0: never)
+    #: stop at this step if ``stop_at_error`` is not reached by then (0: never): a rate sweep's run whose rate
+    #: cannot beat the fastest rate so far, which reached the target at this step
+    slower_than: int = 0
 
 
 def normalise(images: np.ndarray, mean: np.ndarray, std: float) -> Tensor:
@@ -231,7 +234,8 @@ def train_small(run_dir: Path, cfg: SmallRun, train: tuple[Tensor, Tensor],
             atomic_save(model.state_dict(), best_path)
         curve.append([step, err])
 
-    while step < cfg.steps and reached is None:
+    limit = min(cfg.steps, cfg.slower_than) if cfg.slower_than else cfg.steps
+    while step < limit and reached is None:
         lr = cfg.lr / 10 if cfg.lr_drop_at and step >= cfg.lr_drop_at * cfg.steps else cfg.lr
         for group in opt.param_groups:
             group["lr"] = lr
@@ -273,6 +277,8 @@ def train_small(run_dir: Path, cfg: SmallRun, train: tuple[Tensor, Tensor],
         "config": asdict(cfg), "steps": step, "epochs": step / per_epoch, "steps_per_epoch": per_epoch,
         "reached_step": reached, "reached_epoch": None if reached is None else reached / per_epoch,
         "diverged": diverged, "stuck_at_chance": stuck, "final_trailing_train_error": trailing[-1] if trailing else None,
+        # ran to ``slower_than`` without reaching the target (not to ``steps``)
+        "stopped_slower": reached is None and not (diverged or stuck) and 0 < cfg.slower_than < cfg.steps,
         "trailing_train_error": trailing[::max(1, len(trailing) // 400)],
         "trailing_every": max(1, len(trailing) // 400), "wall_seconds": round(wall, 1),
         "seconds_per_step": wall / max(1, step), "train_images": int(x.shape[0]),
@@ -311,9 +317,15 @@ def _finished_result(path: Path, cfg: SmallRun, train_images: int) -> dict[str, 
     wanted, default = asdict(cfg), asdict(SmallRun())
     for key in sorted(set(made) | set(wanted)):
         was = made.get(key, default.get(key))  # a field newer than the result was, when it was made, its default
-        if key not in RESULT_NEUTRAL_FIELDS and was != wanted.get(key):
+        if key not in RESULT_NEUTRAL_FIELDS + ("slower_than",) and was != wanted.get(key):
             raise UserError(f"{path}: finished with {key}={was!r}, this run asks for "
                             f"{key}={wanted.get(key)!r}; use another run folder")
+    # Another slower_than answers the same question (is this rate faster than the best so far?) unless the run
+    # stopped at its own, earlier than this run would: then it has not run far enough.
+    made_cap = made.get("slower_than", 0)
+    if result.get("stopped_slower") and (not 0 < cfg.slower_than <= made_cap):
+        raise UserError(f"{path}: stopped at step {result.get('steps')} (slower than slower_than={made_cap}), this "
+                        f"run asks for slower_than={cfg.slower_than}; remove it to train again")
     if result.get("train_images", train_images) != train_images:
         raise UserError(f"{path}: finished on {result['train_images']} training images, this run has "
                         f"{train_images}; use another run folder")
