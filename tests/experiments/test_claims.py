@@ -38,7 +38,9 @@ def results(tmp_path: Path) -> Path:
                             "no-lrn": seeds(s0={"test_error": 0.29}, s1={"test_error": 0.33})})
     write(tmp_path, "relu-tanh", {"paper/ratio": seeds(s0={"ratio_tanh_over_relu": 4.0},
                                                        s1={"ratio_tanh_over_relu": None},
-                                                       s2={"ratio_tanh_over_relu": 6.0})})
+                                                       s2={"ratio_tanh_over_relu": 6.0}),
+                                  "modern/ratio": seeds(s0={"ratio_tanh_over_relu": 1.5},
+                                                        s1={"ratio_tanh_over_relu": 0.5})})
     return tmp_path
 
 
@@ -72,6 +74,7 @@ def test_gains_are_paired_by_seed_and_positive_when_the_paper_wins(results: Path
     # the ratio where tanh reached the target; its gain is the ratio minus 1
     assert effects(doc, "relu-tanh") == {"0": 4.0, "2": 6.0}
     assert effects(doc, "relu-tanh", "gain") == {"0": 3.0, "2": 5.0}
+    assert effects(doc, "relu-tanh-modern", "gain") == {"0": 0.5, "1": -0.5}  # the modern arm: its own row
     assert effects(doc, "colour") == pytest.approx({"0": 0.1, "1": 0.1})
     for row in ("pool2", "dropout", "columns"):
         assert doc["arms"][row]["per_seed"] == {}
@@ -89,8 +92,10 @@ def test_the_table_shows_the_paper_the_gains_and_the_verdicts(results: Path) -> 
     cifar = next(v for k, v in rows.items() if k.startswith("§3.3 on CIFAR-10"))
     # gains -1 and 2 points: mean 0.5, se 1.5 -> no difference; the paper's 13% -> 11%
     assert "13% → 11%" in cifar and "no difference by the rule" in cifar
-    relu = next(v for k, v in rows.items() if k.startswith("Figure 1"))
+    relu = next(v for k, v in rows.items() if k.startswith("Figure 1") and "paper's conditions" in k)
     assert "| 6× |" in relu and "| 5 ± 1.414 (n = 2) |" in relu
+    modern = next(v for k, v in rows.items() if k.startswith("Figure 1") and "modern" in k)
+    assert "| 1 ± 0.7071 (n = 2) |" in modern and "no difference by the rule" in modern
     pool = next(v for k, v in rows.items() if k.startswith("§3.4"))
     assert "−0.4 / −0.3" in pool and "48.4% vs 47.1%" in pool and pool.count("not measured") == 2
     assert "not run: `alexnet experiment imagenette-128 --budget full --seeds 3 --param arms=pool2`" in pool
@@ -105,7 +110,13 @@ def test_without_results_files_every_claim_is_not_measured(tmp_path: Path) -> No
     text = record.render(doc)
     assert all(not arm["per_seed"] for arm in doc["arms"].values())
     assert "| not run: `alexnet experiment lrn --budget full` |" in text
+    assert "| not run: `alexnet experiment relu-tanh --budget full --param arms=modern` |" in text
     assert "docs/results/" not in text
+    # one arm run: the other's row still says how to run it
+    write(tmp_path, "relu-tanh", {"modern/ratio": seeds(s0={"ratio_tanh_over_relu": 1.5})})
+    text = record.render(claims.build(tmp_path))
+    assert "| not run: `alexnet experiment relu-tanh --budget full --param arms=paper` |" in text
+    assert text.count("`docs/results/relu-tanh.json`") == 1
 
 
 def test_the_verdict_on_paired_gains() -> None:

@@ -466,3 +466,15 @@ def test_kept_sub_runs_carry_an_interrupted_experiment_to_another_run_folder(tmp
     with pytest.raises(UserError, match=r"^keep: imagenette-128 cannot keep its sub-runs in a folder; experiments "
                                         r"that can: relu-tanh, lrn$"):
         run_experiment("imagenette-128", budget="quick", out=tmp_path / "i", keep=tmp_path / "kept2")
+
+
+def test_a_sweep_point_in_the_notes_says_why_it_stopped() -> None:
+    from alexnet.experiments.relu_tanh import point_text
+
+    base = {"diverged": False, "reached_step": None, "steps": 1000, "final_trailing_train_error": 0.706,
+            "stopped_slower": False, "stuck_at_chance": False}
+    assert point_text({**base, "reached_step": 812, "steps": 812}) == "812"
+    assert point_text({**base, "diverged": True, "final_trailing_train_error": None}) == "diverged"
+    assert point_text(base) == "> 1000 (70.6%)"  # ran to max_steps
+    assert point_text({**base, "stuck_at_chance": True}) == "> 1000 (70.6%, gave up: loss still at chance)"
+    assert point_text({**base, "stopped_slower": True}) == "> 1000 (70.6%, stopped: slower than the fastest so far)"

@@ -162,6 +162,18 @@ def _ratios(doc_arms: dict[str, Any], arm: str, seeds: list[int]) -> dict[str, A
     return out
 
 
+def point_text(p: dict[str, Any]) -> str:
+    """A sweep point in the notes: its iterations to the target, "diverged", or "> steps (final error)" with why
+    it stopped short of max_steps (slower than the fastest rate so far, or its loss still at chance)."""
+    if p["diverged"]:
+        return "diverged"
+    if p["reached_step"] is not None:
+        return str(p["reached_step"])
+    why = (", stopped: slower than the fastest so far" if p.get("stopped_slower")
+           else ", gave up: loss still at chance" if p.get("stuck_at_chance") else "")
+    return f"> {p['steps']} ({100 * p['final_trailing_train_error']:.1f}%{why})"
+
+
 def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], arms: list[str],
             doc_arms: dict[str, Any], sweeps: dict[str, Any], store: Path) -> dict[str, Any]:
 
@@ -177,12 +189,7 @@ def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], arms:
              f"{params['max_extensions']} times. A sweep point stops at the step at which the fastest rate tried "
              "before it reached the target, if it has not reached it by then (it cannot be the fastest)."]
     for key, s in sweeps.items():
-        pts = ", ".join(f"{p['lr']:g} → " + ("diverged" if p["diverged"] else str(p["reached_step"])
-                                              if p["reached_step"] is not None
-                                              else f"> {p['steps']} ({100 * p['final_trailing_train_error']:.1f}%"
-                                              + (", stopped: slower than the fastest so far)" if p["stopped_slower"]
-                                                 else ")"))
-                        for p in s["points"])
+        pts = ", ".join(f"{p['lr']:g} → {point_text(p)}" for p in s["points"])
         notes.append(f"Sweep {key}: {pts}; best {s['best']:g} in [{s['range'][0]:g}, {s['range'][1]:g}]: "
                      f"{s['status']}.")
     for arm in arms:
