@@ -15,8 +15,8 @@ lowest or the highest tried, up to ``max_extensions`` rates; the results say
 whether the best is interior.  A sweep point that has not reached 25% by the step
 at which the fastest rate tried before it did stops there: it cannot be the
 fastest, so the sweep chooses the same rate as with every point run to
-``max_steps``, without running the slow rates to the cap.  The rate is chosen on training error, the
-paper's own criterion.  The other seeds then train at that rate.
+``max_steps``, without running the slow rates to the cap.  The rate is chosen on
+training error, the paper's own criterion.  The other seeds then train at that rate.
 
 Arms (``--param arms=paper,modern``): ``paper`` -- §2's input scale (0-255 minus
 the mean image) and layers-18pct's Gaussian initialisation (the 2012 cuda-convnet
