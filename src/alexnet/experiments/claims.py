@@ -90,13 +90,14 @@ def build(results_dir: Path) -> dict[str, Any]:
     arms: dict[str, dict[str, Any]] = {}
     for key, arm, conditions in (("relu-tanh", "paper", "paper's conditions"),
                                  ("relu-tanh-modern", "modern", "modern inputs and initialisation")):
-        ratios = {s: {"effect": v["ratio_tanh_over_relu"], "gain": v["ratio_tanh_over_relu"] - 1}
-                  for s, v in _arm_seeds(relu, f"{arm}/ratio").items() if v.get("ratio_tanh_over_relu") is not None}
+        ratio_arm = relu.get("arms", {}).get(f"{arm}/ratio", {})
+        ratios = {s: {"effect": r, "gain": r - 1}
+                  for s, r in record.seed_value_map(ratio_arm, "ratio_tanh_over_relu").items()}
         arms[key] = _row(
             f"Figure 1 (§3.1): tanh's iterations to {CIFAR.relu_tanh_target_train_error:.0%} training error over "
             f"ReLU's, CIFAR-10 ({conditions})",
             f"{CIFAR.relu_tanh_speedup:g}×", "—", ratios,
-            _source("relu-tanh", relu if _arm_seeds(relu, f"{arm}/ratio") else {},
+            _source("relu-tanh", relu if ratio_arm.get("per_seed") else {},
                     f"alexnet experiment relu-tanh --budget full --param arms={arm}"), formats={"effect": "num"})
     arms["lrn-cifar"] = _row(
         "§3.3 on CIFAR-10: LRN in the four-layer net, test error",
