@@ -303,6 +303,45 @@ def test_fashion_mnist_quick_decides_on_the_holdout_and_reads_the_test_once(tmp_
     assert "holdout error, centre (decides)" in record.render(rec)
 
 
+def test_fashion_mnist_seeds_kept_in_a_folder_are_not_trained_again_on_another_machine(tmp_path, capsys):
+    """--keep: a seed trained and evaluated is kept as small JSON files (no weights); a run into another OUT
+    with the same keep folder trains nothing and reports the same figures; a seed whose done.json is missing
+    from the keep folder (a copy interrupted before its last file) trains again; another idx_dir is the same
+    experiment, another budget parameter is refused by name."""
+    from alexnet.experiments import record
+
+    idx = tmp_path / "idx"
+    _fake_fashion(idx)
+    params = [f'idx_dir="{idx}"', "max_steps=0", "max_epochs=1", "batch_size=16", "train_images=0",
+              "val_images=0", "holdout=4"]
+    kept = tmp_path / "kept"
+    run_experiment("fashion-mnist", budget="quick", out=tmp_path / "a", seeds=2, params=params,
+                   cache=tmp_path / "cache", threads=1, keep=kept)
+    first = record.load(tmp_path / "a" / "record.json")["arms"]["preset"]["per_seed"]
+    for seed in ("seed0", "seed1"):
+        names = sorted(str(f.relative_to(kept / seed)) for f in (kept / seed).rglob("*") if f.is_file())
+        assert names == ["done.json", "eval-holdout-best/eval.json", "eval-train_eval-best/eval.json",
+                         "eval-val-best/eval.json", "metrics.jsonl"]
+    (kept / "seed1" / "done.json").unlink()
+    moved = tmp_path / "idx-elsewhere"
+    idx.rename(moved)
+    capsys.readouterr()
+    run_experiment("fashion-mnist", budget="quick", out=tmp_path / "b", seeds=2,
+                   params=[f'idx_dir="{moved}"', *params[1:]], cache=tmp_path / "cache", threads=1, keep=kept)
+    log = capsys.readouterr().err
+    assert "seed0: finished earlier, skipped" in log and "seed1: training" in log
+    assert not (tmp_path / "b" / "runs" / "seed0" / "checkpoints").exists()  # nothing trained, no weights
+    assert (tmp_path / "b" / "runs" / "seed1" / "checkpoints" / "best.pt").is_file()
+    second = record.load(tmp_path / "b" / "record.json")["arms"]["preset"]["per_seed"]
+    for key in ("ten_top1_error", "centre_top1_error", "holdout_top1_error", "train_eval_top1_error", "steps",
+                "checkpoint", "train_wall_seconds"):
+        assert second["0"][key] == first["0"][key]
+    assert second["0"]["checkpoint"] == "best.pt" and (kept / "seed1" / "done.json").is_file()
+    with pytest.raises(UserError, match=r"keeps sub-runs made with max_epochs=1, this run has max_epochs=2"):
+        run_experiment("fashion-mnist", budget="quick", out=tmp_path / "c", seeds=1,
+                       params=[*params[:2], "max_epochs=2", *params[3:]], cache=tmp_path / "cache", keep=kept)
+
+
 def test_budget_mismatch_and_cli(tmp_path, stores, capsys):
     from alexnet.cli import main
 
@@ -320,7 +359,8 @@ def test_budget_mismatch_and_cli(tmp_path, stores, capsys):
     assert main(["experiment", "nonesuch"]) == 2
     assert main(["experiment", "ablations", "--out", str(tmp_path / "k"), "--keep", str(tmp_path / "kept")]) == 2
     assert capsys.readouterr().err.strip().endswith(
-        "--keep: ablations cannot keep its sub-runs in a folder; experiments that can: relu-tanh, lrn")
+        "--keep: ablations cannot keep its sub-runs in a folder; experiments that can: relu-tanh, lrn, "
+        "fashion-mnist")
     (tmp_path / "kept-file").write_text("x")
     assert main(["experiment", "relu-tanh", "--out", str(tmp_path / "k"), "--keep", str(tmp_path / "kept-file")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"--keep: {tmp_path / 'kept-file'}: not a folder")

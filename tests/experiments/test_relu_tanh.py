@@ -464,7 +464,7 @@ def test_kept_sub_runs_carry_an_interrupted_experiment_to_another_run_folder(tmp
     with pytest.raises(UserError, match=r"kept keeps sub-runs of budget 'quick', not 'full'"):
         run_experiment("relu-tanh", budget="full", out=tmp_path / "f", keep=tmp_path / "kept")
     with pytest.raises(UserError, match=r"^keep: imagenette-128 cannot keep its sub-runs in a folder; experiments "
-                                        r"that can: relu-tanh, lrn$"):
+                                        r"that can: relu-tanh, lrn, fashion-mnist$"):
         run_experiment("imagenette-128", budget="quick", out=tmp_path / "i", keep=tmp_path / "kept2")
 
 

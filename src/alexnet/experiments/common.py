@@ -12,12 +12,14 @@ A sub-run that finished (``done.json`` / ``result.json`` present) is skipped whe
 the experiment is run again; an interrupted one continues from its last
 checkpoint (``alexnet train --resume`` machinery for the paper's network).
 
-Experiments whose sub-runs are small networks measured by small JSON files
+Experiments whose finished sub-runs are measured by small JSON files
 (``KEEPS_SUB_RUNS`` in the module) can also keep each finished sub-run's files in a
 folder outside OUT (``--keep KEEP``, e.g. one committed beside the results files)::
 
     KEEP/experiment.json  experiment, budget and parameters it was made with
     KEEP/<sub>/result.json  (and final.json: the once-read test figures of a reported run)
+    KEEP/<sub>/done.json, metrics.jsonl, eval-*/eval.json  (a run of the paper's network:
+                          :data:`PAPER_NET_KEPT_FILES`; never its weights)
 
 and a later invocation with another OUT (a new machine) restores them instead of
 training again, so an experiment of many CPU hours can be finished over several
@@ -114,6 +116,14 @@ class Context:
 KEPT_FILES = ("result.json", "final.json")
 
 
+def paper_net_kept_files(splits: Sequence[str]) -> tuple[str, ...]:
+    """The files a kept run of the paper's network consists of, where present: its curves, the cached
+    evaluations of ``splits`` (of ``last.pt`` or ``best.pt``, :func:`subruns.evaluate_sub_run`'s folders) and
+    ``done.json`` last, so that a kept folder with ``done.json`` has the rest (copies go in this order)."""
+    evals = tuple(f"eval-{split}{suffix}/eval.json" for split in splits for suffix in ("", "-best"))
+    return ("metrics.jsonl", *evals, "done.json")
+
+
 def open_keep(ctx: Context, params: dict[str, Any], neutral: Sequence[str] = ()) -> None:
     """Make (or check) ``ctx.keep`` for this experiment, budget and parameters; one line naming the folder and
     the first difference when it holds another experiment's sub-runs (whose results would then be wrong here).
@@ -148,12 +158,13 @@ def open_keep(ctx: Context, params: dict[str, Any], neutral: Sequence[str] = ())
 
 
 @contextmanager
-def kept_sub_run(ctx: Context, sub: str, *, restore: bool = True) -> Iterator[None]:
-    """Around one sub-run: restore its kept files first (unless ``restore`` is false), keep its files after.
+def kept_sub_run(ctx: Context, sub: str, *, restore: bool = True,
+                 files: Sequence[str] = KEPT_FILES) -> Iterator[None]:
+    """Around one sub-run: restore its kept ``files`` first (unless ``restore`` is false), keep them after.
 
     A restored file that the sub-run then refuses (a :class:`UserError` naming the copy in the run folder) is
     named in the error with the kept file it came from: removing only the copy would bring it back next time."""
-    restored = restore_kept(ctx, sub) if restore else []
+    restored = restore_kept(ctx, sub, files) if restore else []
     try:
         yield
     except UserError as e:
@@ -162,36 +173,41 @@ def kept_sub_run(ctx: Context, sub: str, *, restore: bool = True) -> Iterator[No
             raise UserError(f"{e.message} (restored from {ctx.keep / sub}: remove it there too, or use another "
                             f"--keep folder)", key=e.key) from None
         raise
-    keep_finished(ctx, sub)
+    keep_finished(ctx, sub, files)
 
 
-def restore_kept(ctx: Context, sub: str) -> list[str]:
-    """Before a sub-run: copy its kept files into ``OUT/runs/<sub>/`` unless that holds them already; the
+def restore_kept(ctx: Context, sub: str, files: Sequence[str] = KEPT_FILES) -> list[str]:
+    """Before a sub-run: copy its kept ``files`` into ``OUT/runs/<sub>/`` unless that holds them already; the
     names of the files copied."""
     if ctx.keep is None:
         return []
-    return _copy_kept(ctx.keep / sub, ctx.run_dir(sub), replace_changed=False)
+    return _copy_kept(ctx.keep / sub, ctx.run_dir(sub), files, replace_changed=False)
 
 
-def keep_finished(ctx: Context, sub: str) -> None:
-    """After a sub-run (or its final measurement): copy its files into ``KEEP/<sub>/`` (each atomically: an
-    interrupted copy leaves none)."""
+def is_kept(ctx: Context, sub: str, name: str) -> bool:
+    """Whether ``--keep`` holds file ``name`` of sub-run ``sub``."""
+    return ctx.keep is not None and (ctx.keep / sub / name).is_file()
+
+
+def keep_finished(ctx: Context, sub: str, files: Sequence[str] = KEPT_FILES) -> None:
+    """After a sub-run (or its final measurement): copy its ``files`` into ``KEEP/<sub>/``, in that order (each
+    atomically: an interrupted copy leaves none)."""
     if ctx.keep is not None:
-        _copy_kept(ctx.run_dir(sub), ctx.keep / sub, replace_changed=True)
+        _copy_kept(ctx.run_dir(sub), ctx.keep / sub, files, replace_changed=True)
 
 
-def _copy_kept(source: Path, target: Path, *, replace_changed: bool) -> list[str]:
-    """Copy each of :data:`KEPT_FILES` that ``source`` has to ``target`` where missing there (or, with
-    ``replace_changed``, different), atomically; the names of the files copied."""
+def _copy_kept(source: Path, target: Path, files: Sequence[str], *, replace_changed: bool) -> list[str]:
+    """Copy each of ``files`` (names relative to the sub-run folder) that ``source`` has to ``target`` where
+    missing there (or, with ``replace_changed``, different), atomically; the names of the files copied."""
     from alexnet.runtime import atomic_text
 
     copied = []
-    for name in KEPT_FILES:
+    for name in files:
         if not (source / name).is_file():
             continue
         text = (source / name).read_text()
         if not (target / name).is_file() or (replace_changed and (target / name).read_text() != text):
-            target.mkdir(parents=True, exist_ok=True)
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
             atomic_text(target / name, text)
             copied.append(name)
     return copied

@@ -12,6 +12,10 @@ the 60,000) are set aside when the store is made; the plateau schedule's rate dr
 its stopping point and the best checkpoint (``best.pt``) are decided on them, and the
 test images are read once per seed, with ``best.pt``.  Writes ``record.json``
 (:mod:`alexnet.experiments.record`) with every seed's errors.
+
+With ``--keep KEEP`` each seed, once trained and evaluated, is kept as its ``done.json``, curves and
+evaluation summaries (:func:`common.paper_net_kept_files`, no weights), so that three seeds of about
+two CPU hours each can be run over several sessions on different machines.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from alexnet.data.sources.fashion_mnist import DEFAULT_DIR, PRESET_PAD
 from alexnet.data.store import Store
 
 DESCRIPTION = "the paper's recipe, small-input preset, on Fashion-MNIST (goal >= 93% test accuracy)"
+#: a finished seed is kept as small JSON files (common.paper_net_kept_files); where the IDX files are read
+#: from does not change what is trained
+KEEPS_SUB_RUNS = True
+KEEP_NEUTRAL_PARAMS = ("idx_dir",)
 SEEDS = {"quick": 1, "full": 3}
 GOAL_ACCURACY = 0.93  # the project's goal for this experiment, not a number from the paper
 _PRESET = load_config("fashion-mnist")
@@ -61,21 +69,24 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     per_seed: dict[str, dict[str, Any]] = {}
     plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
+    kept_files = common.paper_net_kept_files(("val", "train_eval", HOLDOUT_SPLIT))
     for seed in seeds:
         sub = f"seed{seed}"
         config = common.paper_config(ctx, "fashion-mnist", store, seed, [
             f"model.width={params['width']}", f"optim.lr={params['lr']}", f"optim.batch_size={params['batch_size']}",
             f"schedule.max_epochs={params['max_epochs']}", f"schedule.patience={params['patience']}"],
             max_steps=params["max_steps"])
-        done = subruns.train_sub_run(ctx, sub, config)
-        best = "best.pt" if (ctx.run_dir(sub) / "checkpoints" / "best.pt").is_file() else "last.pt"
-        ev = subruns.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"), checkpoint=best)  # test, once
-        tr = subruns.evaluate_sub_run(ctx, sub, store, "train_eval", ("centre",), checkpoint=best)
-        values = subruns.seed_record(done, ev, ("centre_top1_error", "ten_top1_error"), "test_images",
-                                     train_eval_top1_error=tr["centre_top1_error"], checkpoint=best)
-        if has_holdout:
-            ho = subruns.evaluate_sub_run(ctx, sub, store, HOLDOUT_SPLIT, ("centre",), checkpoint=best)
-            values.update(holdout_top1_error=ho["centre_top1_error"], holdout_images=ho["images"])
+        # a kept seed is restored whole (done.json is kept last) or not at all: then it trains here
+        with common.kept_sub_run(ctx, sub, restore=common.is_kept(ctx, sub, "done.json"), files=kept_files):
+            done = subruns.train_sub_run(ctx, sub, config)
+            best = subruns.best_or_last(ctx.run_dir(sub))
+            ev = subruns.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"), checkpoint=best)  # test, once
+            tr = subruns.evaluate_sub_run(ctx, sub, store, "train_eval", ("centre",), checkpoint=best)
+            values = subruns.seed_record(done, ev, ("centre_top1_error", "ten_top1_error"), "test_images",
+                                         train_eval_top1_error=tr["centre_top1_error"], checkpoint=best)
+            if has_holdout:
+                ho = subruns.evaluate_sub_run(ctx, sub, store, HOLDOUT_SPLIT, ("centre",), checkpoint=best)
+                values.update(holdout_top1_error=ho["centre_top1_error"], holdout_images=ho["images"])
         values["ten_top1_accuracy"] = 1 - values["ten_top1_error"]
         per_seed[str(seed)] = values
         plotting.plot_history(ax, subruns.history(ctx.run_dir(sub)), f"seed {seed}")

@@ -99,7 +99,7 @@ def _seed(ctx: common.Context, arm: str, seed: int, store: Any, params: dict[str
     config.data.crop = min(config.data.crop, s.image_size)  # tiny test stores
     sub = f"{arm}-seed{seed}"
     done = subruns.train_sub_run(ctx, sub, config)
-    best = "best.pt" if (ctx.run_dir(sub) / "checkpoints" / "best.pt").is_file() else "last.pt"
+    best = subruns.best_or_last(ctx.run_dir(sub))
     ev = subruns.evaluate_sub_run(ctx, sub, store, "val", ("centre", "ten"), checkpoint=best)
     # §4.2's overfitting: the same net's centre-patch error on its own training images (eval mode: no
     # augmentation, no dropout); a derived test store has a train_eval subset, the full store the whole split

@@ -59,6 +59,14 @@ def train_sub_run(ctx: Context, sub: str, config: Any) -> dict[str, Any]:
     return record
 
 
+def best_or_last(run_dir: Path) -> str:
+    """``best.pt`` where the run has best weights (the checkpoint, or, for a run restored from ``--keep``
+    without weights, the cached test evaluation of them), else ``last.pt``."""
+    if (run_dir / "checkpoints" / "best.pt").is_file() or (run_dir / "eval-val-best" / "eval.json").is_file():
+        return "best.pt"
+    return "last.pt"
+
+
 def evaluate_sub_run(ctx: Context, sub: str, store: Path, split: str,
                      modes: tuple[str, ...] = ("centre",), checkpoint: str = "last.pt") -> dict[str, Any]:
     """Evaluate a sub-run's ``checkpoint`` (``last.pt``, or ``best.pt``: the best by the decision split)
