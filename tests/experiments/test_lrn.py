@@ -469,6 +469,50 @@ def test_the_results_file_holds_the_seeds_values_sweeps_params_paper_table_plot_
     assert isinstance(doc["table"], str) and "with LRN (lr 0.02)" in doc["table"] and "no LRN" in doc["table"]
 
 
+def test_one_process_per_arm_shares_a_keep_folder_and_a_run_of_both_trains_nothing(tmp_path: Path,
+                                                                                  faked: dict) -> None:
+    """``arms=no-lrn`` and ``arms=lrn`` (two sessions, or two cores) train only their own arm's sub-runs into one
+    ``--keep`` folder, each writing a record of its arm without a verdict (which needs both); a run of both arms in
+    a third folder then trains nothing and writes the record the one-process run wrote (:func:`faked`)."""
+    from alexnet.experiments import lrn, stores
+
+    calls: list = []
+    keep = tmp_path / "kept"
+    fake = fake_trainer([])
+
+    def keeping(run_dir, cfg, *a, **k):  # as train_small: a finished sub-run (result.json) is read, not trained
+        if (run_dir / "result.json").is_file():
+            return json.loads((run_dir / "result.json").read_text())
+        calls.append({"run_dir": run_dir, "cfg": cfg})
+        r = fake(run_dir, cfg, *a, **k)
+        (run_dir / "result.json").write_text(json.dumps(r))
+        return r
+
+    def experiment(out: str, *arms: str) -> dict:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(lrn, "train_small", keeping)
+            mp.setattr(lrn, "TRAIN_ERROR_IMAGES", TRAIN_SLICE)
+            mp.setattr(stores, "prepared_from_tree", recording_prepared_from_tree([]))
+            run_experiment("lrn", budget="quick", out=tmp_path / out, seeds=3,
+                           params=[*FAKE_PARAMS, *(f'arms="{a}"' for a in arms)], stores={"cifar10-32": faked["store"]},
+                           cache=tmp_path / "cache", threads=2, keep=keep)
+        return record.load(tmp_path / out / "record.json")
+
+    for arm, other in (("no-lrn", "lrn"), ("lrn", "no-lrn")):
+        calls.clear()
+        one = experiment(arm, arm)
+        assert len(calls) == 5 and {c["cfg"].lrn for c in calls} == {arm == "lrn"}  # 3 sweep points, seeds 1 and 2
+        assert list(one["arms"]) == [arm] and one["table"]["rows"] == [arm] and one["verdicts"] == []
+        assert one["arms"][arm] == faked["record"]["arms"][arm] and other not in one["sweeps"]
+    calls.clear()
+    both = experiment("both")
+    assert calls == []
+    assert both["arms"] == faked["record"]["arms"] and both["sweeps"] == faked["record"]["sweeps"]
+    assert both["verdicts"] == faked["record"]["verdicts"] != []
+    with pytest.raises(UserError, match=r"^param: arms: unknown arm 'none'; allowed: lrn, no-lrn$"):
+        experiment("bad", "none")
+
+
 # --------------------------------------------------------------------------- the figure
 
 

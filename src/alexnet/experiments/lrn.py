@@ -25,6 +25,10 @@ whose training loss is still at chance after ``give_up_after`` steps stops there
 The test split is read once per reported run, with those weights.  The other
 seeds train at the chosen rate.  Writes ``record.json``
 (:mod:`alexnet.experiments.record`).
+
+Arms (``--param arms=lrn,no-lrn``, both by default) are independent (each its own sweep and
+seeds), so one process per arm can share two cores and a ``--keep`` folder; a later run with
+both arms then trains nothing and writes the whole record (with the verdict, which needs both).
 """
 
 from __future__ import annotations
@@ -44,14 +48,18 @@ DESCRIPTION = (f"§3.3: four-layer CNN on CIFAR-10 with and without LRN at the p
                f"{CIFAR.lrn_test_error_with:.0%} vs {CIFAR.lrn_test_error_without:.0%} test error)")
 #: sub-runs are result.json (+ final.json for reported runs): ``--keep`` carries them to a later session
 KEEPS_SUB_RUNS = True
+#: ``--param arms=…`` picks sub-runs (named by arm), it changes none: sessions may keep different arms in one folder
+KEEP_NEUTRAL_PARAMS = ("arms",)
 SEEDS = {"quick": 1, "full": 3}
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {"train_images": 2560, "test_images": 1000, "holdout_per_class": 25, "steps": 200,
               "lrs": [0.0003, 0.001], "max_extensions": 0, "rate_factor": 3.0, "batch_size": 128,
-              "input_scale": "raw", "init": "default", "eval_every": 50, "stats_every": 50, "give_up_after": 0},
+              "input_scale": "raw", "init": "default", "eval_every": 50, "stats_every": 50, "give_up_after": 0,
+              "arms": "lrn,no-lrn"},
     "full": {"train_images": 0, "test_images": 0, "holdout_per_class": 500, "steps": 20000,
              "lrs": [0.0001, 0.0003, 0.001, 0.003], "max_extensions": 3, "rate_factor": 3.0, "batch_size": 128,
-             "input_scale": "raw", "init": "default", "eval_every": 500, "stats_every": 500, "give_up_after": 1000},
+             "input_scale": "raw", "init": "default", "eval_every": 500, "stats_every": 500, "give_up_after": 1000,
+             "arms": "lrn,no-lrn"},
 }
 ARMS = {"lrn": (True, "with LRN"), "no-lrn": (False, "without LRN")}
 LAYERS = ("lrn1", "lrn2")
@@ -60,6 +68,7 @@ TRAIN_ERROR_IMAGES = 1000  # training images (a seeded slice) the final training
 
 def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     seeds = ctx.seed_list(SEEDS)
+    arms = common.names_of(params["arms"], ARMS, "arms", "arm")
     common.start(ctx, seeds)
     base = stores.prepared_from_tree(ctx, "cifar10-32", "cifar10", 32)
     store = stores.derived_store(ctx, base, train=params["train_images"], val=params["test_images"],
@@ -69,7 +78,9 @@ def run(ctx: common.Context, params: dict[str, Any]) -> dict[str, Any]:
     per_arm: dict[str, dict[str, Any]] = {}
     sweeps: dict[str, Any] = {}
     runs: dict[str, list[dict[str, Any]]] = {}
-    for arm, (lrn, _) in ARMS.items():
+    for arm in arms:
+        lrn = ARMS[arm][0]
+
         def score(lr: float, lrn: bool = lrn) -> tuple[int, float]:
             r = _train(ctx, params, data, lrn, lr, seeds[0])
             return (1, 1.0) if r["diverged"] else (0, r["holdout_error"])
@@ -157,8 +168,8 @@ def _seed_values(ctx: common.Context, params: dict[str, Any], r: dict[str, Any],
 def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], per_arm: dict[str, Any],
             sweeps: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
 
-    arms = {arm: {"label": f"{label} (lr {sweeps[arm]['best']:g})", "per_seed": per_arm[arm]}
-            for arm, (_, label) in ARMS.items()}
+    arms = {arm: {"label": f"{ARMS[arm][1]} (lr {sweeps[arm]['best']:g})", "per_seed": per_arm[arm]}
+            for arm in per_arm}
     stat = "α·Σa²/k"
     columns = [{"metric": "test_error", "label": "test error", "format": "pct"},
                {"metric": "holdout_error", "label": "holdout error (decides)", "format": "pct"},
@@ -193,8 +204,9 @@ def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], per_a
                   "reference": [{"label": "paper, with LRN", "values": {"test_error": CIFAR.lrn_test_error_with}},
                                 {"label": "paper, without LRN",
                                  "values": {"test_error": CIFAR.lrn_test_error_without}}]},
+        # the verdict compares the arms: a run of one arm (arms=lrn) has none
         "verdicts": [{"claim": "§3.3: LRN lowers the test error", "a": "lrn", "b": "no-lrn",
-                      "metric": "test_error"}],
+                      "metric": "test_error"}] if set(ARMS) <= set(arms) else [],
         "notes": notes,
     }
 
@@ -218,13 +230,13 @@ def _plot(path: Path, runs: dict[str, list[dict[str, Any]]], per_arm: dict[str, 
     a.set_ylabel("training error (trailing mean)")
     a.grid(alpha=0.3)
     a.legend(fontsize=6)
-    for i, arm in enumerate(ARMS):
+    for i, arm in enumerate(per_arm):
         errs = [v["test_error"] for v in per_arm[arm].values() if "test_error" in v]
         b.scatter([i] * len(errs), errs, color=colour[arm])
         paper = CIFAR.lrn_test_error_with if ARMS[arm][0] else CIFAR.lrn_test_error_without
         b.scatter([i - 0.15], [paper], marker="*", color="grey", s=60, label="paper" if i == 0 else None)
-    b.set_xticks(range(len(ARMS)))
-    b.set_xticklabels([label for _, label in ARMS.values()], fontsize=7)
+    b.set_xticks(range(len(per_arm)))
+    b.set_xticklabels([ARMS[arm][1] for arm in per_arm], fontsize=7)
     b.set_ylabel("test error")
     b.grid(alpha=0.3)
     b.legend(fontsize=6)
@@ -232,6 +244,7 @@ def _plot(path: Path, runs: dict[str, list[dict[str, Any]]], per_arm: dict[str, 
     c.set_ylabel("mean α·Σa²/k (training batch)")
     c.set_yscale("log")
     c.grid(alpha=0.3)
-    c.legend(fontsize=6)
+    if c.get_legend_handles_labels()[0]:  # a run of the no-lrn arm alone has no statistic to draw
+        c.legend(fontsize=6)
     fig.suptitle("§3.3 on CIFAR-10: four-layer CNN with / without LRN", fontsize=9)
     return plotting.save_figure(fig, path)
