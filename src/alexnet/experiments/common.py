@@ -19,7 +19,7 @@ folder outside OUT (``--keep KEEP``, e.g. one committed beside the results files
     KEEP/experiment.json  experiment, budget and parameters it was made with
     KEEP/<sub>/result.json  (and final.json: the once-read test figures of a reported run)
     KEEP/<sub>/done.json, metrics.jsonl, eval-*/eval.json  (a run of the paper's network:
-                          :data:`PAPER_NET_KEPT_FILES`; never its weights)
+                          :func:`paper_net_kept_files`; never its weights)
 
 and a later invocation with another OUT (a new machine) restores them instead of
 training again, so an experiment of many CPU hours can be finished over several
