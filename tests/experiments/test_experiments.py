@@ -342,6 +342,51 @@ def test_fashion_mnist_seeds_kept_in_a_folder_are_not_trained_again_on_another_m
                        params=[*params[:2], "max_epochs=2", *params[3:]], cache=tmp_path / "cache", keep=kept)
 
 
+def test_a_second_process_waits_for_the_cached_store_another_is_making_and_does_not_make_it_again(tmp_path):
+    """Two processes of one experiment (one per arm or seed) asking for the same cached base or derived store:
+    the one that finds it being made waits, says so, and then uses the finished store instead of writing it a
+    second time over the first one's files.  (Two threads stand in for the processes: each opens the lock file
+    itself, and flock locks conflict between open files, not only between processes.)"""
+    import fcntl
+    import threading
+
+    from alexnet.experiments import common, stores
+
+    messages: list[str] = []
+    ctx = common.Context(name="x", out=tmp_path / "out", cache=tmp_path / "cache", log=messages.append)
+    made: list[Path] = []
+    for name, ask in (("base", lambda: stores.store_for(ctx, "base", made.append)),
+                      ("derived", lambda: stores.derived_store(ctx, tmp_path / "cache" / "base", train=8, val=4,
+                                                               train_eval=2))):
+        path = tmp_path / "cache" / ("base" if name == "base" else "derived/base-8-4-2-s0")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        got: list[Path] = []
+        with open(path.with_name(path.name + ".making"), "a") as held:  # "the other process", making it
+            fcntl.flock(held, fcntl.LOCK_EX)
+            waiter = threading.Thread(target=lambda: got.append(ask()))
+            waiter.start()
+            waiter.join(timeout=2.0)
+            assert waiter.is_alive() and not got  # blocked while the other one makes it
+            if name == "base":
+                make_store(path, train=16, val=8, size=8)
+            else:  # the other process's finished derived store, marked so that a second writing would show
+                path.mkdir(parents=True)
+                (path / "derived.json").write_text('{"written by": "the other process"}')
+            fcntl.flock(held, fcntl.LOCK_UN)
+        waiter.join(timeout=30)
+        assert got == [path] and made == []
+        if name == "derived":
+            assert sorted(f.name for f in path.iterdir()) == ["derived.json"]
+            assert json.loads((path / "derived.json").read_text()) == {"written by": "the other process"}
+        assert messages[-1] == f"[x] {path}: another process is making it; waiting for it"
+    assert not (tmp_path / "cache" / "derived" / "base-8-4-2-s0.tmp").exists()
+    # unlocked, a missing store is made, once
+    assert stores.store_for(ctx, "fresh", lambda out: (made.append(out), make_store(out, size=8))) == (
+        tmp_path / "cache" / "fresh")
+    assert made == [tmp_path / "cache" / "fresh"]
+    assert stores.store_for(ctx, "fresh", made.append) == tmp_path / "cache" / "fresh" and len(made) == 1
+
+
 def test_budget_mismatch_and_cli(tmp_path, stores, capsys):
     from alexnet.cli import main
 

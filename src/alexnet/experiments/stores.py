@@ -5,29 +5,61 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from alexnet.errors import UserError
 from alexnet.experiments.common import Context
 
+@contextmanager
+def one_maker(ctx: Context, path: Path) -> Iterator[None]:
+    """While a cached store ``path`` is made: one process at a time (``fcntl.flock`` on ``PATH.making`` beside
+    it); another one (an experiment's second process, one per arm or seed) waits here, saying so, and then
+    finds the store made.  The kernel releases the lock however its holder ends."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".making"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            ctx.log(f"[{ctx.name}] {path}: another process is making it; waiting for it")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _is_store(path: Path) -> bool:
+    from alexnet.data.store import Store
+
+    try:
+        Store(path)
+        return True
+    except (UserError, OSError, ValueError, KeyError):
+        return False
+
+
 def store_for(ctx: Context, dataset: str, make: Callable[[Path], Any]) -> Path:
-    """The base store of ``dataset``: ``ctx.stores[dataset]`` if given, else made once in the cache."""
+    """The base store of ``dataset``: ``ctx.stores[dataset]`` if given, else made once in the cache (by one
+    process at a time: :func:`one_maker`)."""
     from alexnet.data.store import Store
 
     if dataset in ctx.stores:
         return Path(ctx.stores[dataset])
     path = ctx.cache / dataset
-    try:
-        Store(path)
+    if _is_store(path):
         return path
-    except (UserError, OSError, ValueError, KeyError):
-        pass
-    ctx.log(f"[{ctx.name}] preparing {dataset} store in {path} (once; cached for later experiments)")
-    make(path)
-    Store(path)
+    with one_maker(ctx, path):
+        if _is_store(path):  # made by the process this one waited for
+            return path
+        ctx.log(f"[{ctx.name}] preparing {dataset} store in {path} (once; cached for later experiments)")
+        make(path)
+        Store(path)
     return path
 
 
@@ -55,11 +87,10 @@ def derived_store(ctx: Context, base: Path, *, train: int, val: int, train_eval:
     """A store with ``train`` (subset of the base's train), ``val`` (subset of its val/test) and
     ``train_eval`` (a subset of the new train split, to measure training error in eval mode).
 
-    0 means "all".  Subsets are seeded random draws; the store is cached by its counts.  A base
-    ``holdout`` split (decisions) is carried over whole.
+    0 means "all".  Subsets are seeded random draws; the store is cached by its counts (made by one
+    process at a time: :func:`one_maker`).  A base ``holdout`` split (decisions) is carried over whole.
     """
-    from alexnet.data.shards import write_store
-    from alexnet.data.store import HOLDOUT_SPLIT, Store
+    from alexnet.data.store import Store
 
     src = Store(base)
     held = _held_out_name(src)
@@ -71,6 +102,19 @@ def derived_store(ctx: Context, base: Path, *, train: int, val: int, train_eval:
     out = (ctx.cache / "derived" / key) if str(base).startswith(str(ctx.cache)) else base.parent / f".derived-{key}"
     if (out / "derived.json").is_file():
         return out
+    with one_maker(ctx, out):
+        if not (out / "derived.json").is_file():  # else made by the process this one waited for
+            _write_derived(src, base, out, held, train=train, val=val, train_eval=train_eval, seed=seed)
+    return out
+
+
+def _write_derived(src: Any, base: Path, out: Path, held: str, *, train: int, val: int, train_eval: int,
+                   seed: int) -> None:
+    """Write :func:`derived_store`'s subsets of ``src`` (the store at ``base``) to ``out``, atomically."""
+    from alexnet.data.shards import write_store
+    from alexnet.data.store import HOLDOUT_SPLIT, Store
+
+    n_train, n_val = len(src.split("train")), len(src.split(held))
     rng = np.random.default_rng(seed)
     tr = np.sort(rng.permutation(n_train)[:train])
     va = np.sort(rng.permutation(n_val)[:val])
@@ -95,7 +139,6 @@ def derived_store(ctx: Context, base: Path, *, train: int, val: int, train_eval:
         shutil.rmtree(out)
     os.replace(tmp, out)
     Store(out)
-    return out
 
 
 def load_arrays(store_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
