@@ -208,6 +208,52 @@ def test_small_input_scaling(size: int) -> None:
     assert spatial_sizes(spec)[-1][1] >= 1
 
 
+@pytest.mark.parametrize("size, expected", [
+    # docs/fidelity.md, small inputs: 5x5 conv1, padding 2, stride 1 up to 48 px, else 2; then the paper's
+    # pattern (pool 3/2 without rounding up, conv2 5x5 pad 2, conv3-5 3x3 pad 1), worked out by hand
+    (32, {"conv1": 32, "pool1": 15, "conv2": 15, "pool2": 7, "conv5": 7, "pool5": 3}),
+    (48, {"conv1": 48, "pool1": 23, "conv2": 23, "pool2": 11, "conv5": 11, "pool5": 5}),
+    (49, {"conv1": 25, "pool1": 12, "conv2": 12, "pool2": 5, "conv5": 5, "pool5": 2}),
+    (64, {"conv1": 32, "pool1": 15, "conv2": 15, "pool2": 7, "conv5": 7, "pool5": 3}),
+])
+def test_small_input_maps_by_hand(size: int, expected: dict[str, int]) -> None:
+    """The stem's stride boundary (48 px) and pooling that rounds down, in the spec's arithmetic and in the
+    built network's actual maps (inputs where rounding up would differ: 29/2 and 13/2 are not whole)."""
+    spec = ModelSpec(input_size=size, width=0.25, fc_units=64, num_classes=10)
+    sizes = dict(spatial_sizes(spec))
+    shapes = layer_outputs(build_model(spec).eval(), torch.zeros(1, 3, size, size))
+    for name, side in expected.items():
+        assert sizes[name] == side and shapes[name][1:] == (side, side), name
+    assert build_model(spec).conv1.kernel_size == (5, 5)
+
+
+def test_pooled_size_is_torchs_max_pooling_with_and_without_rounding_up() -> None:
+    """pooled_size against nn.MaxPool2d itself (ceil_mode: the last window must start inside the map), including
+    windows narrower than their stride, where that rule decides."""
+    from alexnet.net.model import pooled_size
+
+    for size in range(1, 30):
+        for kernel in range(1, 5):
+            for stride in range(1, 5):
+                if kernel > size:
+                    continue
+                for ceil in (False, True):
+                    pool = nn.MaxPool2d(kernel, stride, ceil_mode=ceil)
+                    assert pooled_size(size, kernel, stride, ceil) == pool(torch.zeros(1, 1, size, size)).shape[-1], (
+                        size, kernel, stride, ceil)
+
+
+def test_width_rounds_each_layer_to_the_nearest_multiple_of_four() -> None:
+    """docs/fidelity.md: --width scales each conv layer's kernels, rounded to a multiple of 4 (two columns of
+    an even count); by hand for 0.35: 96 -> 33.6 -> 32, 256 -> 89.6 -> 88, 384 -> 134.4 -> 136 (not 132: the
+    nearest, not the lower multiple); a tiny width keeps 4."""
+    wide = build_model(ModelSpec(input_size=64, width=0.35, fc_units=64, num_classes=10))
+    assert [wide.get_submodule(n).out_channels for n in ("conv1", "conv2", "conv3", "conv4", "conv5")] == [
+        32, 88, 136, 136, 88]
+    tiny = build_model(ModelSpec(input_size=64, width=0.001, fc_units=64, num_classes=10))
+    assert tiny.conv1.out_channels == tiny.conv3.out_channels == 4
+
+
 def test_bad_arguments_are_one_clear_error() -> None:
     with pytest.raises(UserError, match="variant: unknown value 'relu6'; allowed: tanh"):
         ModelSpec(variants=("relu6",))
