@@ -243,3 +243,46 @@ def test_code2012_hand_events_during_a_run(tmp_path: Path, monkeypatch) -> None:
     said = [(r["epoch"], r["what"]) for r in lines if r.get("event") == "hand_event"]
     assert said == [(1, "after epoch 1: conv1 weights' rate x 0.1"), (1, "after epoch 1: colour noise off"),
                     (2, "after epoch 2: conv1 frozen")]
+
+
+def test_the_holdout_error_not_the_training_error_picks_best_pt(tmp_path: Path) -> None:
+    """With a holdout split, the decision error (best.pt, the plateau schedule) is the holdout's centre-patch
+    top-1 error of each epoch, not the training error logged beside it."""
+    import numpy as np
+
+    from alexnet.data.shards import write_store
+    from helpers import quadrant_images
+
+    rng = np.random.default_rng(1)
+    store = write_store(tmp_path / "store", {s: quadrant_images(n, 20, 4, rng)
+                                             for s, n in (("train", 64), ("holdout", 24), ("val", 24))},
+                        [(f"n{i:08d}", f"class {i}") for i in range(4)])
+    state = train(tiny_config(store.path, "schedule.max_epochs=4"), tmp_path / "run", progress=False)
+    epochs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [e for e in epochs if e.get("kind") == "epoch"]
+    assert len(epochs) == 4 and {e["val_split"] for e in epochs} == {"holdout"}
+    held = [e["val_top1_error"] for e in epochs]
+    assert min(held) != min(e["train_top1_error"] for e in epochs)  # the two would pick differently
+    assert state.best_top1 == min(held)
+
+
+def test_warm_up_and_the_health_factor_reach_the_optimizer(tiny_store, tmp_path: Path) -> None:
+    """The step after k completed steps runs at (k + 1) / warmup_steps of the rate (never at 0), full from then
+    on; a health roll-back's factor multiplies the rate the optimizer uses, not only the one reported."""
+    from alexnet.training.trainer import Trainer
+
+    trainer = Trainer(tiny_config(tiny_store.path, "schedule.warmup_steps=4"), tmp_path / "run", progress=False)
+    try:
+        base = trainer.schedule.current_lr
+        for step, fraction in ((0, 0.25), (1, 0.5), (3, 1.0), (4, 1.0), (9, 1.0)):
+            trainer.state.step = step
+            trainer._apply_lr()
+            assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx(
+                [base * fraction] * len(trainer.optimizer.param_groups)), step
+        trainer.state.lr_factor = 0.5
+        trainer._apply_lr()
+        assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx(
+            [base * 0.5] * len(trainer.optimizer.param_groups))
+        assert trainer.lr == pytest.approx(base * 0.5)
+    finally:
+        trainer.lock.release()
