@@ -213,7 +213,8 @@ def _record(ctx: common.Context, seeds: list[int], params: dict[str, Any], per_a
 
 def _plot(path: Path, runs: dict[str, list[dict[str, Any]]], per_arm: dict[str, Any]) -> Path:
     plt = plotting.pyplot()
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(11, 3.2), gridspec_kw={"width_ratios": [2, 1, 1.5]})
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(11, 3.2), gridspec_kw={"width_ratios": [2, 1, 1.5]},
+                              layout="constrained")  # keeps the panels' labels off each other
     colour = {"lrn": "tab:blue", "no-lrn": "tab:orange"}
     for arm, rs in runs.items():
         for r in rs:
