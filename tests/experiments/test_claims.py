@@ -24,10 +24,14 @@ def seeds(**values: dict) -> dict:
 def results(tmp_path: Path) -> Path:
     write(tmp_path, "imagenette-128", {
         "workhorse": seeds(s0={"ten_top1_error": 0.20, "centre_top1_error": 0.22,
-                               "colour_energy_column1": 0.5, "colour_energy_column2": 0.6},
+                               "colour_energy_column1": 0.5, "colour_energy_column2": 0.6,
+                               "colour_energy_split_null": 0.04},
                            s1={"ten_top1_error": 0.21, "centre_top1_error": 0.22,
-                               "colour_energy_column1": 0.7, "colour_energy_column2": 0.6},
-                           s2={"ten_top1_error": 0.19, "centre_top1_error": 0.23}),
+                               "colour_energy_column1": 0.7, "colour_energy_column2": 0.6,
+                               "colour_energy_split_null": 0.07},
+                           # conv1's colour without the split null (recorded before it was): not in the row
+                           s2={"ten_top1_error": 0.19, "centre_top1_error": 0.23,
+                               "colour_energy_column1": 0.9, "colour_energy_column2": 0.1}),
         # seed 2 of the ablation is missing, seed 5 has no workhorse: only seeds 0 and 1 pair
         "no-lrn": seeds(s0={"ten_top1_error": 0.23}, s1={"ten_top1_error": 0.25}, s5={"ten_top1_error": 0.9}),
         "ensemble-1": seeds(s0={"ten_top1_error": 0.20}),
@@ -75,7 +79,8 @@ def test_gains_are_paired_by_seed_and_positive_when_the_paper_wins(results: Path
     assert effects(doc, "relu-tanh") == {"0": 4.0, "2": 6.0}
     assert effects(doc, "relu-tanh", "gain") == {"0": 3.0, "2": 5.0}
     assert effects(doc, "relu-tanh-modern", "gain") == {"0": 0.5, "1": -0.5}  # the modern arm: its own row
-    assert effects(doc, "colour") == pytest.approx({"0": 0.1, "1": 0.1})
+    # |0.5 - 0.6| - 0.04 and |0.7 - 0.6| - 0.07: how much further apart than a random split of the kernels
+    assert effects(doc, "colour") == pytest.approx({"0": 0.06, "1": 0.03})
     for row in ("pool2", "dropout", "columns"):
         assert doc["arms"][row]["per_seed"] == {}
 
@@ -102,7 +107,8 @@ def test_the_table_shows_the_paper_the_gains_and_the_verdicts(results: Path) -> 
     ensemble = next(v for k, v in rows.items() if k.startswith("§6:"))
     assert "40.7% → 38.1%" in ensemble and "not decided" in ensemble
     colour = next(v for k, v in rows.items() if k.startswith("§6.1"))
-    assert "| 0.1 (n = 2) |" not in colour and "0.1 ± 0 (n = 2)" in colour and "no rule" in colour
+    # 0.06 and 0.03: mean 0.045, std 0.0212, se 0.015 -> 0.045 > 0.03 counts, in the row's own words
+    assert "0.045 ± 0.02121 (n = 2)" in colour and "the columns specialise more than chance" in colour
 
 
 def test_without_results_files_every_claim_is_not_measured(tmp_path: Path) -> None:

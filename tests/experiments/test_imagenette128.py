@@ -36,6 +36,7 @@ def test_quick_workhorse_two_seeds_record_and_ensembles(tmp_path: Path, store: P
         assert values["checkpoint"] == "best.pt"  # decided on the holdout
         assert 0 <= values["ten_top1_error"] <= 1 and values["ten_top1_accuracy"] == 1 - values["ten_top1_error"]
         assert "colour_energy_column1" in values and "colour_energy_column2" in values
+        assert 0 <= values["colour_energy_split_null"] and 0 < values["colour_energy_split_p"] <= 1  # §6.1's null
         assert 0 <= values["train_centre_top1_error"] <= 1  # §4.2: the same net on its 96 training images
         assert values["overfit_centre_top1"] == values["centre_top1_error"] - values["train_centre_top1_error"]
         assert values["lrn1_load_mean"] > 0 and values["lrn2_load_max"] >= values["lrn2_load_mean"] > 0
@@ -179,6 +180,41 @@ def test_kept_probabilities_of_two_runs_rebuild_the_ensemble_rows(tmp_path: Path
         with_kept_ensembles(doc, [files[0], files[0]])
     with pytest.raises(ValueError, match="net3.npz: not a kept-probabilities file name"):
         with_kept_ensembles(doc, [tmp_path / "net3.npz"])
+
+
+def test_checkpoints_add_the_colour_split_null_to_their_recorded_seeds(tmp_path: Path) -> None:
+    """§6.1's split null computed from a workhorse net's checkpoint lands on its seed; a checkpoint whose conv1
+    does not give the recorded colour energies (another net) or whose seed is not recorded is refused."""
+    import torch
+
+    from alexnet.experiments.imagenette128 import with_colour_null
+    from alexnet.inference.trained import KIND
+    from alexnet.net.model import build_model
+    from alexnet.probes.kernels import colour_energy, column_split_null
+
+    torch.manual_seed(0)
+    model = build_model(num_classes=4, input_size=64, width=0.25, fc_units=16)
+    ckpt = tmp_path / "best.pt"
+    torch.save({"kind": KIND, "model": model.state_dict(), "model_spec": model.spec.to_dict(),
+                "config": {"run": {"seed": 6}}}, ckpt)
+    energy = colour_energy(model.conv1_kernels().numpy())
+    half = len(energy) // 2
+    doc = {"name": "imagenette-128", "notes": ["Budget `full`."],
+           "arms": {"workhorse": {"per_seed": {"6": {"colour_energy_column1": float(energy[:half].mean()),
+                                                     "colour_energy_column2": float(energy[half:].mean())},
+                                               "5": {"ten_top1_error": .2}}}}}
+    out = with_colour_null(doc, [ckpt])
+    six = out["arms"]["workhorse"]["per_seed"]["6"]
+    assert six["colour_energy_split_null"] == column_split_null(energy)["null_mean"]
+    assert six["colour_energy_split_p"] == column_split_null(energy)["p"]
+    assert out["notes"][-1].startswith("§6.1's split null") and "seeds 6 (" in out["notes"][-1]
+    assert "colour_energy_split_null" not in doc["arms"]["workhorse"]["per_seed"]["6"]  # the input is not changed
+    doc["arms"]["workhorse"]["per_seed"]["6"]["colour_energy_column2"] += 0.01
+    with pytest.raises(ValueError, match=r"best.pt: column 2's colour energy is .*workhorse seed 6"):
+        with_colour_null(doc, [ckpt])
+    doc["arms"]["workhorse"]["per_seed"]["7"] = doc["arms"]["workhorse"]["per_seed"].pop("6")
+    with pytest.raises(ValueError, match="best.pt: the results file has no workhorse seed 6 with its conv1 colour"):
+        with_colour_null(doc, [ckpt])
 
 
 def test_kept_probabilities_file_names_round_trip_their_seed() -> None:

@@ -17,7 +17,8 @@ def run(args: argparse.Namespace) -> int:
               f"colour energy {c['colour_energy']:.3f}, channel spread {c['channel_spread']:.3f}")
     if "more_colour_specific_column" in s:
         print(f"more colour-specific: column {s['more_colour_specific_column']} "
-              f"(colour-energy ratio {s['colour_energy_ratio']:.2f}; the paper: column 2, §6.1)")
+              f"(colour-energy ratio {s['colour_energy_ratio']:.2f}; {s['colour_energy_split_p']:.0%} of random "
+              f"equal splits of the same kernels are as far apart; the paper: column 2, §6.1)")
     print(f"saved {args.out} and {s['image'].rsplit('.', 1)[0]}.json")
     return 0
 

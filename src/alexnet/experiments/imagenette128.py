@@ -121,6 +121,7 @@ def _seed(ctx: common.Context, arm: str, seed: int, store: Any, params: dict[str
         k = analyse_checkpoint(ctx.run_dir(sub) / "checkpoints" / best, ctx.out / f"conv1-{sub}.png")
         for c in k.get("per_column", []):
             values[f"colour_energy_column{c['column']}"] = c["colour_energy"]
+        values.update({key: k[key] for key in ("colour_energy_split_null", "colour_energy_split_p") if key in k})
         ev_dir = _eval_dir(ctx, sub, best)
         save_net_probs(ctx.out / probs_name(seed), np.load(ev_dir / "probs_ten.npy"), np.load(ev_dir / "labels.npy"))
     return values
@@ -254,6 +255,47 @@ def with_kept_ensembles(doc: dict[str, Any], paths: Sequence[Path]) -> dict[str,
     # one note for the rows as they now are: an earlier rebuild's note names nets that may no longer be all
     out["notes"] = [*(n for n in out.get("notes", []) if not n.startswith(_ENSEMBLE_NOTE)),
                     f"{_ENSEMBLE_NOTE}{', '.join(map(str, sorted(nets)))} (tools/ensemble_record.py)."]
+    return out
+
+
+_COLOUR_NOTE = "§6.1's split null (colour_energy_split_null, _p) of workhorse seeds "
+
+
+def with_colour_null(doc: dict[str, Any], checkpoints: Sequence[Path]) -> dict[str, Any]:
+    """A copy of an imagenette-128 results document whose workhorse seeds gain §6.1's split null
+    (:func:`alexnet.probes.kernels.column_split_null` of conv1's per-kernel colour energy), computed from their
+    checkpoints, for seeds recorded before the experiment measured it.
+
+    Each checkpoint must be a workhorse seed of the document (its seed read from the checkpoint's config) whose
+    conv1 gives that seed's recorded colour energy per column: another net is refused, naming the file.
+    """
+    from alexnet.inference.trained import TrainedRun
+    from alexnet.probes.kernels import colour_summary
+
+    out = copy.deepcopy(doc)
+    workhorse = out.get("arms", {}).get("workhorse", {}).get("per_seed", {})
+    done: list[int] = []
+    for path in map(Path, checkpoints):
+        run = TrainedRun.open(path, device="cpu")
+        seed = (run.checkpoint.get("config") or {}).get("run", {}).get("seed")
+        values = workhorse.get(str(seed))
+        if values is None or "colour_energy_column1" not in values:
+            raise ValueError(f"{path}: the results file has no workhorse seed {seed} with its conv1 colour")
+        if seed in done:
+            raise ValueError(f"{path}: seed {seed} is given twice")
+        summary = colour_summary(run.model.conv1_kernels().cpu().numpy(), run.model.columns)
+        for c in summary["per_column"]:
+            recorded = values[f"colour_energy_column{c['column']}"]
+            if abs(c["colour_energy"] - recorded) > 1e-9:
+                raise ValueError(f"{path}: column {c['column']}'s colour energy is {c['colour_energy']:.6f}; the "
+                                 f"results file records {recorded:.6f} for workhorse seed {seed}")
+        values.update(colour_energy_split_null=summary["colour_energy_split_null"],
+                      colour_energy_split_p=summary["colour_energy_split_p"])
+        done.append(seed)
+    with_null = sorted(int(s) for s, v in workhorse.items() if "colour_energy_split_null" in v)
+    out["notes"] = [*(n for n in out.get("notes", []) if not n.startswith(_COLOUR_NOTE)),
+                    f"{_COLOUR_NOTE}{', '.join(map(str, with_null))} (recorded by the experiment, or computed "
+                    "from their checkpoints by tools/colour_record.py)."]
     return out
 
 

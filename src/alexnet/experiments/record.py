@@ -109,11 +109,12 @@ def verdict(a: Sequence[float], b: Sequence[float], smaller_is_better: bool = Tr
     return {"difference": diff, "se": se, "answer": answer}
 
 
-def effect_verdict(values: Sequence[float]) -> str:
+def effect_verdict(values: Sequence[float],
+                   words: Sequence[str] = ("the paper's choice is better", "the paper's choice is worse")) -> str:
     """The verdict on a paired effect (per seed: the paper's choice's gain, positive when it helps) by :data:`RULE`.
 
     The effect counts when its mean is more than 2 standard errors (sample std / √n) away from 0; one seed
-    decides nothing.
+    decides nothing.  ``words`` say what a positive and a negative effect mean.
     """
     mean, std, n = summary(values)
     if n == 0:
@@ -122,7 +123,7 @@ def effect_verdict(values: Sequence[float]) -> str:
         return "not decided (fewer than 2 seeds)"
     if std == 0 or abs(mean) <= 2 * std / math.sqrt(n):
         return "no difference by the rule"
-    return "the paper's choice is better" if mean > 0 else "the paper's choice is worse"
+    return words[0] if mean > 0 else words[1]
 
 
 def arm_cell(name: str | None, arm: dict[str, Any], column: dict[str, Any]) -> str:
@@ -131,7 +132,8 @@ def arm_cell(name: str | None, arm: dict[str, Any], column: dict[str, Any]) -> s
     An arm may override a column's format for its row (``"formats": {metric: format}``), so that one column
     holds effects measured in different units; a ``text`` cell is the arm's ``"text"`` entry (the paper's or
     an anchor's figure, quoted with its source), and a ``verdict`` cell is :func:`effect_verdict` of the
-    arm's per-seed values of the metric the column names in ``"of"``.
+    arm's per-seed values of the metric the column names in ``"of"`` (in the arm's ``"verdict_words"``, a
+    positive and a negative phrase, where the paper's claim is not a choice against an ablation).
     """
     metric = column["metric"]
     kind = arm.get("formats", {}).get(metric, column.get("format", "num"))
@@ -140,7 +142,7 @@ def arm_cell(name: str | None, arm: dict[str, Any], column: dict[str, Any]) -> s
     if kind == "text":
         return arm.get("text", {}).get(metric, column.get("missing", "—"))
     if kind == "verdict":
-        return effect_verdict(seed_values(arm, column["of"]))
+        return effect_verdict(seed_values(arm, column["of"]), *([arm["verdict_words"]] if "verdict_words" in arm else []))
     return cell(seed_values(arm, metric), kind, column.get("missing", "not measured"))
 
 

@@ -47,6 +47,30 @@ def colour_energy(weights: np.ndarray) -> np.ndarray:
     return np.where(total > 0, (colour ** 2).sum(axis=(1, 2, 3)) / np.where(total > 0, total, 1), 0.0)
 
 
+def column_split_null(values: np.ndarray, columns: int = 2, draws: int = 10000, seed: int = 0) -> dict[str, float]:
+    """How far apart two columns' mean ``values`` would be by chance (§6.1's colour specialisation).
+
+    The observed statistic is |mean of column 1 - mean of column 2| over the per-kernel ``values`` (kernels
+    split as :func:`column_of`).  Its null is the same statistic over ``draws`` random equal splits of the
+    same kernels (seeded, so repeatable): a net whose columns did not specialise looks like one of them.
+    Returns the observed difference, the null's mean and ``p``, the share of random splits at least as far
+    apart as the observed one.
+    """
+    if columns != 2:
+        raise ValueError(f"the split null compares two columns, not {columns}")
+    v = np.asarray(values, np.float64)
+    col = column_of(len(v), columns)
+    observed = abs(v[col == 0].mean() - v[col == 1].mean())
+    rng = np.random.default_rng(seed)
+    # each row is a random permutation of the kernels; its first half plays column 1: (draws, n)
+    perm = np.argsort(rng.random((draws, len(v))), axis=1)
+    half = len(v) // 2
+    diffs = np.abs(v[perm[:, :half]].mean(axis=1) - v[perm[:, half:]].mean(axis=1))
+    # a tolerance so that a split equal to the observed one counts as "at least as far apart"
+    return {"observed": float(observed), "null_mean": float(diffs.mean()),
+            "p": float((diffs >= observed - 1e-12).mean())}
+
+
 @dataclass
 class ColumnColour:
     column: int  # 1-based, as the paper's GPU 1 / GPU 2
@@ -86,6 +110,8 @@ def colour_summary(weights: np.ndarray, columns: int) -> dict[str, Any]:
         out["more_colour_specific_column"] = 1 if a.colour_energy > b.colour_energy else 2
         lo, hi = sorted((a.colour_energy, b.colour_energy))
         out["colour_energy_ratio"] = hi / lo if lo > 0 else math.inf
+        null = column_split_null(colour_energy(weights), columns)
+        out["colour_energy_split_null"], out["colour_energy_split_p"] = null["null_mean"], null["p"]
     return out
 
 

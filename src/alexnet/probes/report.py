@@ -178,7 +178,8 @@ def section_kernels(ctx: Context) -> str:
     text = ""
     if "more_colour_specific_column" in s:
         text = note(f"more colour-specific: column {s['more_colour_specific_column']} (colour-energy ratio "
-                    f"{s['colour_energy_ratio']:.2f}); the paper (§6.1): column 1 colour-agnostic, column 2 "
+                    f"{s['colour_energy_ratio']:.2f}; {s['colour_energy_split_p']:.0%} of random equal splits of "
+                    f"the same kernels are as far apart); the paper (§6.1): column 1 colour-agnostic, column 2 "
                     f"colour-specific, modulo a renumbering of the columns")
     return (img(image_png(grid, scale), "conv1 kernels, column 1 on top") +
             html_table(["column", "kernels", "colour energy", "channel spread"], rows) + text)
