@@ -23,7 +23,8 @@ def save_figure(fig: Any, path: Path, dpi: int = 90) -> Path:
 
 def plot_history(ax: Any, hist: list[dict[str, Any]], label: str, colour: str | None = None,
                  style: str = "-") -> None:
-    """Training error (step records, smoothed by the log window) and validation error (epoch ends) over epochs."""
+    """Training error (step records, smoothed by the log window) and the decision split's error (epoch ends, named
+    by the records' ``val_split``: ``holdout`` where the run decided on a holdout slice) over epochs."""
     steps = [h for h in hist if h.get("kind") == "step"]
     epochs = [h for h in hist if h.get("kind") == "epoch"]
     if steps:
@@ -35,7 +36,7 @@ def plot_history(ax: Any, hist: list[dict[str, Any]], label: str, colour: str | 
     val = [h for h in epochs if "val_top1_error" in h]
     if val:
         ax.plot([h["epoch"] for h in val], [h["val_top1_error"] for h in val], style, color=colour, marker="o",
-                markersize=3, linewidth=1.8, label=f"{label} val (centre)")
+                markersize=3, linewidth=1.8, label=f"{label} {val[-1].get('val_split', 'val')} (centre)")
 
 
 def style_error_axes(ax: Any, title: str, ylabel: str = "top-1 error") -> None:
