@@ -215,6 +215,11 @@ def test_checkpoints_add_the_colour_split_null_to_their_recorded_seeds(tmp_path:
     doc["arms"]["workhorse"]["per_seed"]["7"] = doc["arms"]["workhorse"]["per_seed"].pop("6")
     with pytest.raises(ValueError, match="best.pt: the results file has no workhorse seed 6 with its conv1 colour"):
         with_colour_null(doc, [ckpt])
+    one = build_model(num_classes=4, input_size=64, width=0.25, fc_units=16, variants=("one-column",))
+    torch.save({"kind": KIND, "model": one.state_dict(), "model_spec": one.spec.to_dict(),
+                "config": {"run": {"seed": 7}}}, tmp_path / "one.pt")
+    with pytest.raises(ValueError, match=r"one.pt: a net of 1 column\(s\); §6.1's split null compares two"):
+        with_colour_null(doc, [tmp_path / "one.pt"])
 
 
 def test_kept_probabilities_file_names_round_trip_their_seed() -> None:

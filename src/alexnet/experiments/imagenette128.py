@@ -118,10 +118,8 @@ def _seed(ctx: common.Context, arm: str, seed: int, store: Any, params: dict[str
     if arm == "workhorse":
         from alexnet.probes.kernels import analyse_checkpoint
 
-        k = analyse_checkpoint(ctx.run_dir(sub) / "checkpoints" / best, ctx.out / f"conv1-{sub}.png")
-        for c in k.get("per_column", []):
-            values[f"colour_energy_column{c['column']}"] = c["colour_energy"]
-        values.update({key: k[key] for key in ("colour_energy_split_null", "colour_energy_split_p") if key in k})
+        values.update(colour_values(analyse_checkpoint(ctx.run_dir(sub) / "checkpoints" / best,
+                                                       ctx.out / f"conv1-{sub}.png")))
         ev_dir = _eval_dir(ctx, sub, best)
         save_net_probs(ctx.out / probs_name(seed), np.load(ev_dir / "probs_ten.npy"), np.load(ev_dir / "labels.npy"))
     return values
@@ -259,6 +257,15 @@ def with_kept_ensembles(doc: dict[str, Any], paths: Sequence[Path]) -> dict[str,
 
 
 _COLOUR_NOTE = "§6.1's split null (colour_energy_split_null, _p) of workhorse seeds "
+_COLOUR_NULL_KEYS = ("colour_energy_split_null", "colour_energy_split_p")
+
+
+def colour_values(summary: dict[str, Any]) -> dict[str, float]:
+    """A workhorse seed's §6.1 values from conv1's colour summary (:func:`alexnet.probes.kernels.colour_summary`):
+    ``colour_energy_column<C>`` per column and, for two columns, the split null (``_COLOUR_NULL_KEYS``)."""
+    values = {f"colour_energy_column{c['column']}": c["colour_energy"] for c in summary.get("per_column", [])}
+    values.update({key: summary[key] for key in _COLOUR_NULL_KEYS if key in summary})
+    return values
 
 
 def with_colour_null(doc: dict[str, Any], checkpoints: Sequence[Path]) -> dict[str, Any]:
@@ -283,16 +290,17 @@ def with_colour_null(doc: dict[str, Any], checkpoints: Sequence[Path]) -> dict[s
             raise ValueError(f"{path}: the results file has no workhorse seed {seed} with its conv1 colour")
         if seed in done:
             raise ValueError(f"{path}: seed {seed} is given twice")
-        summary = colour_summary(run.model.conv1_kernels().cpu().numpy(), run.model.columns)
-        for c in summary["per_column"]:
-            recorded = values[f"colour_energy_column{c['column']}"]
-            if abs(c["colour_energy"] - recorded) > 1e-9:
-                raise ValueError(f"{path}: column {c['column']}'s colour energy is {c['colour_energy']:.6f}; the "
+        if run.model.columns != 2:
+            raise ValueError(f"{path}: a net of {run.model.columns} column(s); §6.1's split null compares two")
+        fresh = colour_values(colour_summary(run.model.conv1_kernels().cpu().numpy(), run.model.columns))
+        for column in (1, 2):
+            measured, recorded = fresh[f"colour_energy_column{column}"], values[f"colour_energy_column{column}"]
+            if abs(measured - recorded) > 1e-9:
+                raise ValueError(f"{path}: column {column}'s colour energy is {measured:.6f}; the "
                                  f"results file records {recorded:.6f} for workhorse seed {seed}")
-        values.update(colour_energy_split_null=summary["colour_energy_split_null"],
-                      colour_energy_split_p=summary["colour_energy_split_p"])
+        values.update({key: fresh[key] for key in _COLOUR_NULL_KEYS})
         done.append(seed)
-    with_null = sorted(int(s) for s, v in workhorse.items() if "colour_energy_split_null" in v)
+    with_null = sorted(int(s) for s, v in workhorse.items() if _COLOUR_NULL_KEYS[0] in v)
     out["notes"] = [*(n for n in out.get("notes", []) if not n.startswith(_COLOUR_NOTE)),
                     f"{_COLOUR_NOTE}{', '.join(map(str, with_null))} (recorded by the experiment, or computed "
                     "from their checkpoints by tools/colour_record.py)."]

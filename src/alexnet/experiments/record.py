@@ -109,8 +109,11 @@ def verdict(a: Sequence[float], b: Sequence[float], smaller_is_better: bool = Tr
     return {"difference": diff, "se": se, "answer": answer}
 
 
-def effect_verdict(values: Sequence[float],
-                   words: Sequence[str] = ("the paper's choice is better", "the paper's choice is worse")) -> str:
+#: what a positive and a negative paired effect mean, unless a row says otherwise (``"verdict_words"``)
+PAPER_CHOICE_WORDS = ("the paper's choice is better", "the paper's choice is worse")
+
+
+def effect_verdict(values: Sequence[float], words: Sequence[str] = PAPER_CHOICE_WORDS) -> str:
     """The verdict on a paired effect (per seed: the paper's choice's gain, positive when it helps) by :data:`RULE`.
 
     The effect counts when its mean is more than 2 standard errors (sample std / √n) away from 0; one seed
@@ -142,7 +145,7 @@ def arm_cell(name: str | None, arm: dict[str, Any], column: dict[str, Any]) -> s
     if kind == "text":
         return arm.get("text", {}).get(metric, column.get("missing", "—"))
     if kind == "verdict":
-        return effect_verdict(seed_values(arm, column["of"]), *([arm["verdict_words"]] if "verdict_words" in arm else []))
+        return effect_verdict(seed_values(arm, column["of"]), arm.get("verdict_words", PAPER_CHOICE_WORDS))
     return cell(seed_values(arm, metric), kind, column.get("missing", "not measured"))
 
 
